@@ -1,0 +1,228 @@
+"""LeNet-5 and the chapter's variations on it, built from one settings object."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
+POOLINGS = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
+INITS = ("xavier", "kaiming", "default")
+PADDINGS = ("chapter", "same")
+MAX_CONV_LAYERS = 3
+MAX_DENSE_LAYERS = 3
+
+
+class ConfigError(ValueError):
+    """A setting (or combination of settings) that cannot make a working network."""
+
+    def __init__(self, setting: str, message: str):
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture settings. The defaults are the chapter's LeNet-5 exactly.
+
+    `conv_channels` has one entry per conv block (conv -> activation -> pool) and
+    `dense_widths` one per hidden dense layer; the output layer is always added.
+    With padding "chapter" the first conv keeps the image size and later ones
+    shrink it by kernel_size - 1, as in the book; "same" pads every conv.
+    """
+
+    activation: str = "sigmoid"
+    pooling: str = "avg"
+    kernel_size: int = 5
+    conv_channels: tuple[int, ...] = (6, 16)
+    dense_widths: tuple[int, ...] = (120, 84)
+    init: str = "xavier"
+    padding: str = "chapter"
+    num_classes: int = 10
+    in_channels: int = 1
+    image_size: int = 28
+
+    def __post_init__(self):
+        # Lists arrive from JSON and from widgets; keep the object hashable.
+        object.__setattr__(self, "conv_channels", tuple(int(c) for c in self.conv_channels))
+        object.__setattr__(self, "dense_widths", tuple(int(w) for w in self.dense_widths))
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["conv_channels"] = list(self.conv_channels)
+        d["dense_widths"] = list(self.dense_widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(sorted(unknown)[0], "is not a model setting")
+        return cls(**d)
+
+    def validate(self) -> list[tuple[str, tuple[int, ...]]]:
+        """Raise ConfigError if the network cannot be built; else return the
+        (layer name, output shape without batch) of every layer."""
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError("activation", f"'{self.activation}' is not one of {', '.join(ACTIVATIONS)}")
+        if self.pooling not in POOLINGS:
+            raise ConfigError("pooling", f"'{self.pooling}' is not one of {', '.join(POOLINGS)}")
+        if self.init not in INITS:
+            raise ConfigError("init", f"'{self.init}' is not one of {', '.join(INITS)}")
+        if self.padding not in PADDINGS:
+            raise ConfigError("padding", f"'{self.padding}' is not one of {', '.join(PADDINGS)}")
+        if not 1 <= len(self.conv_channels) <= MAX_CONV_LAYERS:
+            raise ConfigError("conv_channels", f"needs 1 to {MAX_CONV_LAYERS} conv layers, got {len(self.conv_channels)}")
+        if len(self.dense_widths) > MAX_DENSE_LAYERS:
+            raise ConfigError("dense_widths", f"at most {MAX_DENSE_LAYERS} hidden dense layers, got {len(self.dense_widths)}")
+        if self.kernel_size < 1:
+            raise ConfigError("kernel_size", f"must be at least 1, got {self.kernel_size}")
+        for i, c in enumerate(self.conv_channels, 1):
+            if c < 1:
+                raise ConfigError("conv_channels", f"conv{i} has {c} channels; each conv layer needs at least 1")
+        for i, w in enumerate(self.dense_widths, 1):
+            if w < 1:
+                raise ConfigError("dense_widths", f"fc{i} has width {w}; each dense layer needs at least 1 unit")
+        if self.num_classes < 2:
+            raise ConfigError("num_classes", f"needs at least 2 classes, got {self.num_classes}")
+
+        shapes = []
+        c, s = self.in_channels, self.image_size
+        for i, out_c in enumerate(self.conv_channels, 1):
+            s = s + 2 * self.conv_padding(i) - self.kernel_size + 1
+            if s < 1:
+                raise ConfigError(
+                    "kernel_size",
+                    f"conv{i} with a {self.kernel_size}x{self.kernel_size} kernel would shrink the feature map to "
+                    f"{s}x{s} (needs at least 1x1); use a smaller kernel, fewer conv layers or padding 'same'")
+            c = out_c
+            shapes += [(f"conv{i}", (c, s, s)), (f"conv{i}_act", (c, s, s))]
+            s = s // 2
+            if s < 1:
+                raise ConfigError(
+                    "conv_channels",
+                    f"pooling after conv{i} would shrink the feature map to 0x0 (it was "
+                    f"{shapes[-1][1][1]}x{shapes[-1][1][1]}); use fewer conv layers, a smaller kernel or padding 'same'")
+            shapes.append((f"conv{i}_pool", (c, s, s)))
+        features = c * s * s
+        shapes.append(("flatten", (features,)))
+        for i, w in enumerate(self.dense_widths, 1):
+            shapes += [(f"fc{i}", (w,)), (f"fc{i}_act", (w,))]
+        shapes.append(("output", (self.num_classes,)))
+        return shapes
+
+    def conv_padding(self, i: int) -> int:
+        if self.padding == "same" or i == 1:
+            return self.kernel_size // 2 if self.kernel_size % 2 else 0
+        return 0
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "classic": ModelConfig(),
+    "modern": ModelConfig(activation="relu", pooling="max"),
+}
+
+
+def preset(name: str) -> ModelConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError("preset", f"'{name}' is not one of {', '.join(PRESETS)}") from None
+
+
+class LeNet(nn.Module):
+    """A LeNet-style CNN whose every layer is a named child of `self.net`."""
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        shapes = dict(config.validate())
+        self.config = config
+        act, pool = ACTIVATIONS[config.activation], POOLINGS[config.pooling]
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        in_c = config.in_channels
+        for i, out_c in enumerate(config.conv_channels, 1):
+            # Even kernels with "same" padding would change the size; validate() used 0 padding for them.
+            layers[f"conv{i}"] = nn.Conv2d(in_c, out_c, config.kernel_size, padding=config.conv_padding(i))
+            layers[f"conv{i}_act"] = act()
+            layers[f"conv{i}_pool"] = pool(kernel_size=2, stride=2)
+            in_c = out_c
+        layers["flatten"] = nn.Flatten()
+        features = shapes["flatten"][0]
+        for i, width in enumerate(config.dense_widths, 1):
+            layers[f"fc{i}"] = nn.Linear(features, width)
+            layers[f"fc{i}_act"] = act()
+            features = width
+        layers["output"] = nn.Linear(features, config.num_classes)
+        self.net = nn.Sequential(layers)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        # Like the book's init_cnn: only weights are re-initialised; biases keep
+        # PyTorch's default uniform(+-1/sqrt(fan_in)).
+        for m in self.net:
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                if self.config.init == "xavier":
+                    nn.init.xavier_uniform_(m.weight)
+                elif self.config.init == "kaiming":
+                    nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def num_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@dataclass
+class LayerRow:
+    name: str
+    kind: str
+    output_shape: tuple[int, ...]
+    parameters: int
+
+
+def layer_summary(config_or_model: ModelConfig | LeNet, batch_size: int = 1) -> list[LayerRow]:
+    """Each layer's name, type, output shape (with batch) and parameter count,
+    found by pushing a zero batch through the network (as the book does)."""
+    model = config_or_model if isinstance(config_or_model, LeNet) else LeNet(config_or_model)
+    cfg = model.config
+    x = torch.zeros(batch_size, cfg.in_channels, cfg.image_size, cfg.image_size)
+    rows = []
+    with torch.no_grad():
+        for name, layer in model.net.named_children():
+            x = layer(x)
+            rows.append(LayerRow(name, type(layer).__name__, tuple(x.shape),
+                                 sum(p.numel() for p in layer.parameters())))
+    return rows
+
+
+def format_summary(rows: list[LayerRow]) -> str:
+    lines = [f"{'layer':<12} {'type':<10} {'output shape':<18} {'params':>8}"]
+    for r in rows:
+        lines.append(f"{r.name:<12} {r.kind:<10} {str(r.output_shape):<18} {r.parameters:>8,}")
+    lines.append(f"{'total':<12} {'':<10} {'':<18} {sum(r.parameters for r in rows):>8,}")
+    return "\n".join(lines)
+
+
+def forward_flops(config: ModelConfig) -> int:
+    """Multiply-adds x2 of one forward pass for one image (convs and dense layers)."""
+    flops = 0
+    in_c = config.in_channels
+    for name, shape in config.validate():
+        if name.startswith("conv") and name[4:].isdigit():
+            c, h, w = shape
+            flops += 2 * c * h * w * in_c * config.kernel_size ** 2
+            in_c = c
+    widths = [s[0] for n, s in config.validate() if n == "flatten" or n.startswith("fc") and "_" not in n or n == "output"]
+    flops += sum(2 * a * b for a, b in zip(widths, widths[1:]))
+    return flops
