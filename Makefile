@@ -1,0 +1,45 @@
+# `make app` runs the dashboard, `make test` runs every test; both set things up first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Developers here have the real data sets next to the project; elsewhere the app downloads them.
+SHARED_DATA := $(abspath ../shared/data)
+ifeq ($(LENET_DATA_DIR),)
+ifneq ($(wildcard $(SHARED_DATA)),)
+app bench: export LENET_DATA_DIR := $(SHARED_DATA)
+endif
+endif
+
+.PHONY: setup app test bench
+
+setup: $(VENV)/.installed $(CHROMIUM)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# The stamp makes a second `make setup` instant, and reinstalls when requirements.txt changes.
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install -r requirements.txt
+	touch $@
+
+# Playwright drives Debian's Chromium; `playwright install` would try to download its own and fail.
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
+app: setup
+	$(BIN)/streamlit run app.py
+
+# Tests make their own data, so they get no LENET_DATA_DIR; screenshots land in artifacts/.
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+bench: setup
+	@for f in benchmarks/*.py; do \
+		[ -e "$$f" ] || continue; \
+		echo "== $$f"; \
+		PYTHONPATH=$(CURDIR) $(BIN)/python "$$f" || exit 1; \
+	done
