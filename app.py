@@ -1,0 +1,13 @@
+"""LeNet Lab: the frame. Pages live in pages/; the engine in lenet_core/."""
+import streamlit as st
+
+st.set_page_config(page_title="LeNet Lab", page_icon=":material/neurology:", layout="wide")
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/draw.py", title="Draw", icon=":material/draw:"),
+    st.Page("pages/activations.py", title="Activations", icon=":material/grid_view:"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/fact_check:"),
+]
+st.navigation(pages).run()

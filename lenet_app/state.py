@@ -1,0 +1,168 @@
+"""What the pages share: shipped models, the session's runs, cached data sets.
+
+Server-wide caches hold only read-only things (shipped models in eval mode, data
+sets). Everything a user trains lives in that user's session state."""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+from lenet_core import DataUnavailableError, ImageData, load_dataset
+from lenet_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from lenet_core.data import DATASETS, find_local
+from lenet_core.model import LeNet
+from lenet_core.train import TrainConfig, TrainingJob, device_label, resolve_device
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS_DIR = ROOT / "models"
+SHIPPED = {  # folder -> label
+    "digits": "Digits (shipped, MNIST)",
+    "fashion-classic": "Fashion classic (shipped, the chapter's LeNet-5)",
+    "fashion-modern": "Fashion modern (shipped, ReLU + max pooling)",
+}
+DATASET_LABELS = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST digits"}
+
+
+@dataclass
+class ModelEntry:
+    """A model a page can use: shipped, trained in this session, or uploaded."""
+
+    key: str
+    label: str
+    model: LeNet
+    dataset: str
+    classes: tuple[str, ...]
+    source: str                     # shipped | session | uploaded
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def is_digits(self) -> bool:
+        return self.dataset == "mnist"
+
+
+@st.cache_resource(show_spinner=False)
+def shipped_models() -> dict[str, ModelEntry]:
+    """The models in models/, loaded once per server; never trained further."""
+    out = {}
+    for folder, label in SHIPPED.items():
+        try:
+            ckpt = load_checkpoint(MODELS_DIR / folder / "checkpoint.pt")
+        except CheckpointError:
+            continue
+        ckpt.model.eval().requires_grad_(False)
+        out[f"shipped:{folder}"] = ModelEntry(f"shipped:{folder}", label, ckpt.model, ckpt.dataset,
+                                              ckpt.classes, "shipped", ckpt.metrics)
+    return out
+
+
+@st.cache_resource(show_spinner=False)
+def _load_data_cached(name: str) -> ImageData:
+    return load_dataset(name)
+
+
+def get_data(name: str) -> tuple[ImageData | None, str | None]:
+    """(data, None) or (None, the message that says what is missing and how to get it)."""
+    try:
+        return _load_data_cached(name), None
+    except DataUnavailableError as e:
+        return None, str(e)
+
+
+def local_data_status() -> dict[str, str | None]:
+    """Data set -> folder holding a local copy, or None. Never downloads."""
+    return {name: (str(p) if (p := find_local(name)) else None) for name in DATASETS}
+
+
+@st.cache_resource(show_spinner=False)
+def device_info() -> str:
+    return device_label(resolve_device("auto"))
+
+
+# -- the session's runs ---------------------------------------------------------
+
+@dataclass
+class SessionRun:
+    """One training of this session (live or finished), or an uploaded checkpoint."""
+
+    id: int
+    name: str
+    config: TrainConfig
+    job: TrainingJob | None = None          # None for an uploaded checkpoint
+    checkpoint: Checkpoint | None = None    # filled in when the job ends or on upload
+    created: float = field(default_factory=time.time)
+
+    @property
+    def key(self) -> str:
+        return f"run:{self.id}"
+
+
+_ids = itertools.count(1)
+
+
+def session_runs() -> dict[int, SessionRun]:
+    return st.session_state.setdefault("lenet_runs", {})
+
+
+def add_run(config: TrainConfig, job: TrainingJob | None = None, checkpoint: Checkpoint | None = None,
+            name: str | None = None) -> SessionRun:
+    runs = session_runs()
+    run_id = next(_ids)
+    while run_id in runs:
+        run_id = next(_ids)
+    run = SessionRun(run_id, name or f"run {len(runs) + 1}", config, job, checkpoint)
+    runs[run_id] = run
+    return run
+
+
+def finished_checkpoint(run: SessionRun) -> Checkpoint | None:
+    """The run's checkpoint once its job is over (built once, then kept)."""
+    if run.checkpoint is None and run.job is not None and not run.job.alive:
+        snap = run.job.snapshot()
+        if snap.status in ("finished", "stopped") and snap.step > 0:
+            last = snap.epochs[-1] if snap.epochs else None
+            metrics = {"status": snap.status, "train_time_s": round(snap.elapsed_s, 1)}
+            if last:
+                metrics.update(test_accuracy=last.val_acc, test_loss=last.val_loss)
+            run.checkpoint = Checkpoint(run.config, run.job.model, run.config.dataset, run.job.classes,
+                                        metrics, snap.epochs, snap.steps)
+    return run.checkpoint
+
+
+def available_models(dataset: str | None = None) -> list[ModelEntry]:
+    """Shipped models first, then this session's finished runs (optionally one data set's)."""
+    entries = list(shipped_models().values())
+    for run in session_runs().values():
+        ckpt = finished_checkpoint(run)
+        if ckpt is not None:
+            acc = ckpt.metrics.get("test_accuracy")
+            label = f"{run.name} ({DATASET_LABELS.get(ckpt.dataset, ckpt.dataset)}" + \
+                    (f", {acc:.1%})" if acc is not None else ")")
+            entries.append(ModelEntry(run.key, label, ckpt.model, ckpt.dataset, ckpt.classes,
+                                      "uploaded" if run.job is None else "session", ckpt.metrics))
+    return [e for e in entries if dataset is None or e.dataset == dataset]
+
+
+def model_picker(label: str, key: str, dataset: str | None = None, default: str | None = None) -> ModelEntry | None:
+    """A selectbox over available models; remembers the choice across pages by key."""
+    entries = available_models(dataset)
+    if not entries:
+        st.warning("No model is available yet: train one on the Train page.")
+        return None
+    keys = [e.key for e in entries]
+    if st.session_state.get(key) not in keys:
+        st.session_state[key] = default if default in keys else keys[0]
+    chosen = st.selectbox(label, keys, key=key, format_func={e.key: e.label for e in entries}.get)
+    return entries[keys.index(chosen)]
+
+
+def shutdown_jobs():
+    """Stop every live job of this session (used by tests and on explicit reset)."""
+    for run in session_runs().values():
+        if run.job is not None and run.job.alive:
+            run.job.stop()
+            run.job.join(5)
