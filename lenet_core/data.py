@@ -140,7 +140,8 @@ def _reason(e: Exception) -> str:
 def load_dataset(name: str, data_dir=None, download: bool = True) -> ImageData:
     """Load a data set from the first place that has it: the user's folder
     (argument or LENET_DATA_DIR), the project's cache, Debian's system copy,
-    then a torchvision download into the cache."""
+    then a torchvision download into the cache. LENET_OFFLINE=1 switches the download off."""
+    download = download and os.environ.get("LENET_OFFLINE", "") in ("", "0")
     tried = candidate_dirs(name, data_dir)
     local = find_local(name, data_dir)
     if local is not None:

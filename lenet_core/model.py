@@ -98,12 +98,14 @@ class ModelConfig:
         shapes = []
         c, s = self.in_channels, self.image_size
         for i, out_c in enumerate(self.conv_channels, 1):
-            s = s + 2 * self.conv_padding(i) - self.kernel_size + 1
+            size_in, s = s, s + 2 * self.conv_padding(i) - self.kernel_size + 1
             if s < 1:
+                k = self.kernel_size
                 raise ConfigError(
                     "kernel_size",
-                    f"conv{i} with a {self.kernel_size}x{self.kernel_size} kernel would shrink the feature map to "
-                    f"{s}x{s} (needs at least 1x1); use a smaller kernel, fewer conv layers or padding 'same'")
+                    f"conv{i} gets a {size_in}x{size_in} input, too small for a {k}x{k} kernel: its output would be "
+                    f"{max(s, 0)}x{max(s, 0)} (it needs at least 1x1); use a smaller kernel, fewer conv layers "
+                    f"or padding 'same'")
             c = out_c
             shapes += [(f"conv{i}", (c, s, s)), (f"conv{i}_act", (c, s, s))]
             s = s // 2

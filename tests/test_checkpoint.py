@@ -1,0 +1,99 @@
+"""Checkpoints rebuild their model, refuse anything that is not one, and never run code."""
+import io
+import json
+import os
+import pickle
+
+import pytest
+import torch
+
+from lenet_core.checkpoint import (Checkpoint, CheckpointError, checkpoint_bytes, list_runs, load_checkpoint,
+                                   load_run, save_checkpoint, save_run)
+from lenet_core.model import LeNet, preset
+from lenet_core.train import EpochMetrics, TrainConfig, build_model
+
+
+def make_ckpt(seed=0):
+    config = TrainConfig(model=preset("modern").replace(kernel_size=3, dense_widths=(50,)), dataset="mnist", seed=seed)
+    epochs = [EpochMetrics(1, 0.9, 0.7, 0.8, 0.75, 1234.0, 2.5)]
+    return Checkpoint(config, build_model(config), "mnist", tuple("0123456789"),
+                      {"test_accuracy": 0.75}, epochs, [(1, 2.3), (2, 2.1)])
+
+
+def test_round_trip_rebuilds_the_same_model(tmp_path):
+    ckpt = make_ckpt()
+    path = save_checkpoint(tmp_path / "m.pt", ckpt)
+    loaded = load_checkpoint(path)
+    assert loaded.config == ckpt.config and loaded.classes == ckpt.classes and loaded.dataset == "mnist"
+    assert loaded.metrics == {"test_accuracy": 0.75} and loaded.epochs == ckpt.epochs and loaded.steps == ckpt.steps
+    x = torch.rand(5, 1, 28, 28)
+    assert torch.equal(loaded.model(x), ckpt.model.eval()(x))
+    assert not loaded.model.training
+    assert load_checkpoint(checkpoint_bytes(ckpt)).config == ckpt.config  # from bytes (uploads)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left behind
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {os.environ['EXPLOIT_SENTINEL']}",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_and_does_not_run(tmp_path, monkeypatch):
+    sentinel = tmp_path / "pwned"
+    monkeypatch.setenv("EXPLOIT_SENTINEL", str(sentinel))
+    bad = tmp_path / "evil.pt"
+    torch.save({"format": "lenet-lab/checkpoint", "payload": Exploit()}, bad)
+    plain = tmp_path / "evil.pkl"
+    plain.write_bytes(pickle.dumps(Exploit()))
+    for path in (bad, plain):
+        with pytest.raises(CheckpointError, match="not a LeNet Lab checkpoint"):
+            load_checkpoint(path)
+    assert not sentinel.exists()
+
+
+@pytest.mark.parametrize("content", [os.urandom(2048), b"", b"hello", json.dumps({"a": 1}).encode()])
+def test_garbage_is_refused(tmp_path, content):
+    path = tmp_path / "x.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_other_torch_files_and_damaged_checkpoints_are_refused(tmp_path):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="another kind"):
+        load_checkpoint(tmp_path / "other.pt")
+    buf = io.BytesIO(checkpoint_bytes(make_ckpt()))
+    payload = torch.load(buf, weights_only=True)
+    payload["state_dict"].pop("net.output.weight")
+    torch.save(payload, tmp_path / "damaged.pt")
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(tmp_path / "damaged.pt")
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_run_directories_list_and_reload(tmp_path):
+    save_run(tmp_path / "a", make_ckpt(1))
+    save_run(tmp_path / "b", make_ckpt(2), status="stopped")
+    (tmp_path / "junk").mkdir()
+    runs = list_runs(tmp_path)
+    assert {r.path.name for r in runs} == {"a", "b"}
+    b = next(r for r in runs if r.path.name == "b")
+    assert b.status == "stopped" and b.config.seed == 2 and b.final == {"test_accuracy": 0.75}
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert metrics["steps"] == [[1, 2.3], [2, 2.1]] and metrics["epochs"][0]["val_acc"] == 0.75
+    assert load_run(tmp_path / "a").config.seed == 1
+
+
+def test_shipped_models_load_and_meet_their_bars():
+    from pathlib import Path
+    models = Path(__file__).resolve().parents[1] / "models"
+    bars = {"digits": ("mnist", 0.97), "fashion-classic": ("fashion-mnist", 0.715), "fashion-modern": ("fashion-mnist", 0.875)}
+    for name, (dataset, bar) in bars.items():
+        path = models / name / "checkpoint.pt"
+        assert path.stat().st_size < 1_000_000
+        ckpt = load_checkpoint(path)
+        assert ckpt.dataset == dataset and len(ckpt.classes) == 10
+        assert ckpt.metrics["test_accuracy"] >= bar
+    assert load_checkpoint(models / "fashion-classic" / "checkpoint.pt").config.model == preset("classic")
