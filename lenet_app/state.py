@@ -14,7 +14,7 @@ import torch
 
 from lenet_core import DataUnavailableError, ImageData, load_dataset
 from lenet_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from lenet_core.data import DATASETS, find_local
+from lenet_core.data import DATASETS, candidate_dirs, find_local
 from lenet_core.model import LeNet
 from lenet_core.train import TrainConfig, TrainingJob, device_label, resolve_device
 
@@ -65,11 +65,22 @@ def _load_data_cached(name: str) -> ImageData:
     return load_dataset(name)
 
 
+_recent_failures: dict[tuple, tuple[float, str]] = {}
+RETRY_AFTER_S = 30
+
+
 def get_data(name: str) -> tuple[ImageData | None, str | None]:
-    """(data, None) or (None, the message that says what is missing and how to get it)."""
+    """(data, None) or (None, the message that says what is missing and how to get it).
+    A failed download is not retried on every rerun, only after RETRY_AFTER_S or
+    as soon as a local copy appears."""
+    key = (name, tuple(candidate_dirs(name)))  # a changed LENET_DATA_DIR is a new attempt
+    failed = _recent_failures.get(key)
+    if failed and time.time() - failed[0] < RETRY_AFTER_S and find_local(name) is None:
+        return None, failed[1]
     try:
         return _load_data_cached(name), None
     except DataUnavailableError as e:
+        _recent_failures[key] = (time.time(), str(e))
         return None, str(e)
 
 
@@ -166,3 +177,19 @@ def shutdown_jobs():
         if run.job is not None and run.job.alive:
             run.job.stop()
             run.job.join(5)
+
+
+def ensure_app_frame() -> None:
+    """Call first on a page. On a fresh server, Streamlit runs the first request the old
+    way (there is a folder named pages/ next to app.py) when it is for a page's own URL,
+    e.g. a tab reconnecting to /evaluate after a restart: the page then runs without
+    app.py's frame (no wide layout, a navigation listing file names). Switch the server
+    to app.py's st.navigation and run again; from then on this is a no-op.
+    AppTest resets the switch before every run and runs pages directly: left alone there
+    (a rerun would swallow the clicks under test)."""
+    from streamlit import config
+    from streamlit.runtime.pages_manager import PagesManager  # no public switch for this
+
+    if PagesManager.uses_pages_directory and not config.get_option("global.appTest"):
+        PagesManager.uses_pages_directory = False
+        st.rerun()

@@ -1,4 +1,83 @@
 import streamlit as st
 
-st.title("evaluate")
-st.info("This page is being built.")
+from lenet_app import eval_view
+from lenet_app.state import DATASET_LABELS, ensure_app_frame, get_data, model_picker
+
+ensure_app_frame()
+st.title("Evaluate")
+st.markdown("How well does a model do on the **test images it never saw in training**, and where does it go wrong?")
+
+entry = model_picker("Model", key="evaluate_model")
+if entry is None:
+    st.stop()
+dataset_label = DATASET_LABELS.get(entry.dataset, entry.dataset)
+
+with st.spinner(f"Loading {dataset_label}…"):
+    data, problem = get_data(entry.dataset)
+if data is None:
+    st.error(f"**{dataset_label} is missing**, so this model cannot be evaluated yet.", icon=":material/error:")
+    st.markdown(eval_view.missing_data_markdown(problem))
+    st.stop()
+
+with st.spinner(f"Running the model on {len(data.test_labels):,} test images…"):
+    ev = eval_view.evaluation_for(entry, data)
+
+mistakes = ev.mistakes
+c1, c2, c3 = st.columns(3)
+c1.metric("Test accuracy", f"{ev.accuracy:.1%}",
+          help=f"On {ev.count:,} test images; computed once in {ev.seconds:.1f} s, then reused.")
+c2.metric("Mistakes", f"{len(mistakes):,} of {ev.count:,}")
+c3.metric("Test loss", f"{ev.loss:.3f}")
+
+left, right = st.columns([2, 1], gap="large")
+with left:
+    st.subheader("Confusion matrix")
+    st.caption("Rows: the true class. Columns: what the model said. The diagonal is correct; "
+               "every other number counts images mistaken for another class.")
+    st.plotly_chart(eval_view.confusion_figure(ev), key="confusion", config={"displayModeBar": False})
+with right:
+    st.subheader("Accuracy per class")
+    st.caption("Share of each class's test images the model got right.")
+    st.plotly_chart(eval_view.per_class_figure(ev), key="per_class", config={"displayModeBar": False})
+
+st.subheader("Mistakes")
+top = eval_view.top_confusions(ev)
+if top:
+    st.markdown("Most often confused: " + "; ".join(
+        f"**{ev.classes[t]}** taken for **{ev.classes[p]}** ({n} time{'s' * (n > 1)})" for t, p, n in top) + ".")
+if not len(mistakes):
+    st.success("No mistakes on the test set.")
+    st.stop()
+
+options = [None, *range(len(ev.classes))]
+name = {None: "any", **dict(enumerate(ev.classes))}.get
+f1, f2, f3, f4 = st.columns([3, 3, 3, 2], vertical_alignment="bottom")
+true_class = f1.selectbox("True class", options, format_func=name, key="evaluate_true")
+predicted = f2.selectbox("Predicted as", options, format_func=name, key="evaluate_pred")
+order = f3.segmented_control("Order", eval_view.ORDERS, default=eval_view.ORDERS[0], required=True,
+                             key="evaluate_order")
+if f4.button("Shuffle", key="evaluate_shuffle", icon=":material/shuffle:", disabled=order != "random",
+             width="stretch"):
+    st.session_state["evaluate_seed"] = st.session_state.get("evaluate_seed", 0) + 1
+
+shown, total = eval_view.select_mistakes(ev, true_class, predicted, order, st.session_state.get("evaluate_seed", 0))
+if total == 0:
+    st.info("No mistakes match these filters.")
+    st.stop()
+st.caption(f"Showing {len(shown)} of {total:,} mistakes. Open one in Activations to see what each layer made of it.")
+
+COLUMNS = 4
+for row in range(0, len(shown), COLUMNS):
+    for col, index in zip(st.columns(COLUMNS), shown[row:row + COLUMNS]):
+        index = int(index)
+        with col.container(border=True):
+            picture, words = st.columns(2, vertical_alignment="center")
+            picture.image(eval_view.thumbnail(data.test_images[index]), width="stretch")
+            words.markdown(f"true **{ev.classes[ev.labels[index]]}**  \n"
+                           f"said **{ev.classes[ev.predictions[index]]}**  \n"
+                           f"{ev.confidence[index]:.0%} sure")
+            if st.button("Open in Activations", key=f"evaluate_open_{index}", icon=":material/grid_view:",
+                         width="stretch"):
+                st.session_state["activations_request"] = {"model_key": entry.key, "dataset": data.name,
+                                                           "index": index}
+                st.switch_page("pages/activations.py")

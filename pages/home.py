@@ -1,37 +1,51 @@
 import streamlit as st
 
-from lenet_app.state import DATASET_LABELS, device_info, local_data_status, shipped_models
-
 st.title("LeNet Lab")
 st.markdown(
-    "Train **LeNet-5**, the convolutional network from the *Dive into Deep Learning* chapter, "
-    "and see inside it: change its architecture and watch the curves as it learns, draw a digit "
-    "and see what it predicts, and look at what its convolution layers respond to.")
+    "#### Train LeNet-5, the convolutional network of the *Dive into Deep Learning* chapter, and look inside it.\n"
+    "Change its architecture and watch it learn, draw a digit and see what it predicts, "
+    "see what its convolution layers respond to, and find out which images it gets wrong.")
 
-col_device, col_data, col_models = st.columns(3)
+PAGES = [
+    ("pages/train.py", "Train", ":material/model_training:", "Train a LeNet, watch the curves, compare runs."),
+    ("pages/draw.py", "Draw", ":material/draw:", "Draw a digit and see what the model predicts."),
+    ("pages/activations.py", "Activations", ":material/grid_view:", "What each convolution layer sees."),
+    ("pages/evaluate.py", "Evaluate", ":material/fact_check:", "Test accuracy and the images it gets wrong."),
+]
+for col, (path, title, icon, what) in zip(st.columns(len(PAGES)), PAGES):
+    with col.container(border=True, height="stretch"):
+        st.markdown(f"#### {icon} {title}")
+        st.markdown(what)
+        st.page_link(path, label=f"Open {title}", icon=":material/arrow_forward:")
+
+# Imported only now: torch comes with it (1.5-2 s on a cold start), and the text above is
+# already on screen while it loads.
+from lenet_app.state import DATASET_LABELS, device_info, ensure_app_frame, local_data_status, shipped_models  # noqa: E402
+
+ensure_app_frame()
+col_device, col_data, col_models = st.columns(3, gap="large")
 with col_device:
-    st.subheader("Device", divider="gray")
-    st.markdown(f"Training runs on **{device_info()}**.")
+    st.subheader(":material/memory: Device", divider="gray")
+    device = device_info()
+    st.markdown(f"Training runs on **{device}**.")
+    if not device.startswith("GPU"):
+        st.caption("No CUDA GPU was found; LeNet is small enough to train on a CPU in minutes.")
 with col_data:
-    st.subheader("Data sets", divider="gray")
+    st.subheader(":material/dataset: Data sets", divider="gray")
     for name, where in local_data_status().items():
+        label = DATASET_LABELS.get(name, name)
         if where:
-            st.markdown(f":material/check_circle: **{DATASET_LABELS[name]}** found in `{where}`")
+            st.markdown(f":green[:material/check_circle:] **{label}**: ready  \n`{where}`")
         else:
-            st.markdown(f":material/cloud_download: **{DATASET_LABELS[name]}**: no local copy; "
-                        "downloaded on first use (or set `LENET_DATA_DIR`, see the README)")
+            st.markdown(f":orange[:material/cloud_download:] **{label}**: missing here; downloaded on first "
+                        f"use, or put its files in `DIR/{name}/` and set `LENET_DATA_DIR=DIR`")
 with col_models:
-    st.subheader("Shipped models", divider="gray")
+    st.subheader(":material/neurology: Shipped models", divider="gray")
     models = shipped_models()
     if not models:
-        st.warning("No shipped models were found in models/.")
+        st.warning("No shipped models were found in models/: train one on the Train page.")
     for entry in models.values():
+        name, _, detail = entry.label.partition(" (")
+        detail = detail.rstrip(")").removeprefix("shipped, ")
         acc = entry.metrics.get("test_accuracy")
-        st.markdown(f"- {entry.label}" + (f": {acc:.1%} test accuracy" if acc is not None else ""))
-
-st.subheader("Where to start", divider="gray")
-c1, c2, c3, c4 = st.columns(4)
-c1.page_link("pages/train.py", label="**Train** a LeNet and compare runs", icon=":material/model_training:")
-c2.page_link("pages/draw.py", label="**Draw** a digit and see the prediction", icon=":material/draw:")
-c3.page_link("pages/activations.py", label="**Activations**: what the conv layers see", icon=":material/grid_view:")
-c4.page_link("pages/evaluate.py", label="**Evaluate**: accuracy and mistakes", icon=":material/fact_check:")
+        st.markdown(f"**{name}**: {detail}" + (f", **{acc:.1%}** test accuracy" if acc is not None else ""))
