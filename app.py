@@ -10,4 +10,9 @@ pages = [
     st.Page("pages/activations.py", title="Activations", icon=":material/grid_view:"),
     st.Page("pages/evaluate.py", title="Evaluate", icon=":material/fact_check:"),
 ]
-st.navigation(pages).run()
+from lenet_app.runtime import freeze_long_lived_objects  # noqa: E402
+
+try:
+    st.navigation(pages).run()
+finally:  # also when a page calls st.stop(); after it ran, so torch & co. are loaded
+    freeze_long_lived_objects()

@@ -1,0 +1,89 @@
+"""Draw in Chromium: a stroke on the real canvas reaches the model and the page answers."""
+import re
+
+from playwright.sync_api import expect
+
+from browser import screenshot, wait_for_app
+
+UPDATE = re.compile(r"Update (\d+) · computed in (\d+) ms")
+
+
+def canvas_box(page, settle_ms: int = 100) -> dict:
+    """The canvas's box once it stops moving: a freshly mounted canvas shifts while its styles load,
+    and a stroke aimed at the old place lands on the page instead (selecting text)."""
+    box = None
+    for _ in range(50):
+        new = page.locator("canvas.upper-canvas").bounding_box()
+        if new is not None and new == box:
+            return box
+        box = new
+        page.wait_for_timeout(settle_ms)
+    raise AssertionError(f"the canvas never settled (last box {box})")
+
+
+def stroke(page, points):
+    """Draw a polyline on the canvas; points are fractions of its size."""
+    box = canvas_box(page)
+    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    page.mouse.move(*xy[0])
+    page.mouse.down()
+    for x, y in xy[1:]:
+        page.mouse.move(x, y, steps=10)
+    page.mouse.up()
+
+
+def updates(page) -> int:
+    m = UPDATE.search(page.get_by_text("computed in").inner_text())
+    return int(m.group(1))
+
+
+def bar_lengths(page) -> list[float]:
+    return page.evaluate("() => Array.from(document.querySelector('.js-plotly-plot').data[0].x)")
+
+
+def test_draw_predicts_then_activations_show_the_drawing(app_server, browser_page):
+    page = browser_page
+    page.goto(app_server.url)  # the way in a user takes (see the note in the report about deep links)
+    wait_for_app(page)
+    page.get_by_role("link", name="Draw").first.click()
+    wait_for_app(page)
+    expect(page.get_by_text("Draw a digit on the black canvas")).to_be_visible()
+    expect(page.locator("canvas.upper-canvas")).to_be_visible()
+
+    stroke(page, [(0.3, 0.2), (0.72, 0.2), (0.45, 0.85)])  # a 7
+    expect(page.get_by_text(re.compile(r"Update 1 · computed in"))).to_be_visible()
+    prediction = page.locator(".draw-prediction")
+    expect(prediction).to_have_text("7")
+    expect(page.locator(".js-plotly-plot")).to_have_count(3)  # bars, conv1, conv2
+    wait_for_app(page)
+    first = bar_lengths(page)
+    assert max(first) == first[7]
+
+    old_canvas = page.locator("canvas.upper-canvas").element_handle()
+    page.get_by_role("button", name="Clear").click()
+    expect(page.get_by_text("Draw a digit on the black canvas")).to_be_visible()
+    page.wait_for_function("el => !el.isConnected", arg=old_canvas)  # a stroke must go to the new canvas
+    expect(page.locator("canvas.upper-canvas")).to_be_visible()
+    wait_for_app(page)
+    stroke(page, [(0.5, 0.15), (0.5, 0.85)])  # a 1
+    expect(prediction).to_have_text("1")
+    assert updates(page) == 2
+    page.wait_for_function("() => { const d = document.querySelector('.js-plotly-plot').data[0].x;"
+                           " return d[1] === Math.max(...d); }")
+    wait_for_app(page)
+    assert bar_lengths(page) != first
+    # Streamlit scrolls inside the page, so a full-page shot is the viewport: make it tall.
+    page.set_viewport_size({"width": 1400, "height": 1500})
+    wait_for_app(page)
+    screenshot(page, "draw")
+
+    page.get_by_role("link", name="Activations").click()
+    wait_for_app(page)
+    expect(page.get_by_role("heading", name="Activations")).to_be_visible()
+    page.get_by_text("Current drawing").click()
+    expect(page.get_by_text("your drawing from the Draw page")).to_be_visible()
+    expect(page.locator(".js-plotly-plot")).to_have_count(2)  # conv1, conv2 with their filters
+    wait_for_app(page)
+    page.set_viewport_size({"width": 1400, "height": 2000})
+    page.wait_for_timeout(500)  # let Plotly finish drawing before the screenshot
+    screenshot(page, "activations")
