@@ -1,0 +1,118 @@
+"""Training speed with the Train page open in a browser and its charts streaming,
+against the same run from the CLI. The goal: at least 85% of the CLI's samples/s.
+
+In one process, alternating: (a) the CLI's path (lenet_core's Trainer on
+Fashion-MNIST, as `python -m lenet_core train` runs it); (b) `streamlit run
+app.py` with Chromium on the Train page, the same settings, Start pressed,
+waiting until the run ends, and reading the samples/s the page reports. Both
+numbers are the mean of the epochs' EpochMetrics.samples_per_s (time in the
+training loop, evaluation excluded). The last line is `ratio <page/cli>`.
+
+    python benchmarks/train_page_overhead.py [--rounds 2] [--epochs 1] [--preset classic]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+from browser import VIEWPORT, launch_chromium, start_app, wait_for_app  # noqa: E402
+from lenet_core.data import load_dataset  # noqa: E402
+from lenet_core.model import preset  # noqa: E402
+from lenet_core.train import Trainer, TrainConfig, build_model, device_label, resolve_device  # noqa: E402
+
+RATE = re.compile(r"([\d,]+) samples/s on average")
+
+
+def cli_run(config: TrainConfig, data) -> float:
+    result = Trainer(config).fit(build_model(config), data)
+    return statistics.mean(m.samples_per_s for m in result.epochs)
+
+
+def set_up_page(page, url: str, config: TrainConfig) -> None:
+    page.goto(url)
+    wait_for_app(page)
+    page.get_by_role("link", name="Train").first.click()
+    page.get_by_role("button", name="Start training").wait_for()
+    wait_for_app(page)
+    if config.model != preset("classic"):
+        page.get_by_role("combobox", name="Preset").click()
+        page.get_by_role("option", name=re.compile(r"^modern")).click()
+        wait_for_app(page)
+    epochs = page.get_by_role("spinbutton", name="Epochs")
+    epochs.fill(str(config.epochs))
+    epochs.press("Enter")
+    wait_for_app(page)
+    page.wait_for_timeout(500)
+
+
+def page_run(page, run_number: int, timeout_s: float) -> tuple[float, int]:
+    """Press Start, wait for the run to end; (samples/s the page shows, chart updates seen)."""
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text(f"run {run_number} · training").wait_for(timeout=30_000)
+    updates, last, deadline = 0, None, time.monotonic() + timeout_s
+    done = page.get_by_text(f"run {run_number} · finished")
+    while not done.is_visible():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_number} did not finish in {timeout_s:.0f} s")
+        n = page.evaluate("() => document.querySelector('.js-plotly-plot')?._fullData?.[0]?._length ?? 0")
+        updates += n != last
+        last = n
+        page.wait_for_timeout(250)
+    text = page.get_by_text("samples/s on average").first.inner_text()
+    return float(RATE.search(text).group(1).replace(",", "")), updates
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=2, help="alternating runs of each path")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--preset", default="classic", choices=("classic", "modern"))
+    p.add_argument("--data-dir", default=os.environ.get("LENET_DATA_DIR") or str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--timeout", type=float, default=600, help="seconds one page run may take")
+    args = p.parse_args(argv)
+
+    from playwright.sync_api import sync_playwright
+
+    config = TrainConfig(model=preset(args.preset), epochs=args.epochs, device="auto")
+    data = load_dataset("fashion-mnist", args.data_dir)
+    print(f"device {device_label(resolve_device('auto'))}  preset {args.preset}  batch {config.batch_size}  "
+          f"epochs {config.epochs}  train images {len(data.train_images)}")
+    tmp = Path(tempfile.mkdtemp(prefix="lenet-page-bench-"))
+    server = start_app({"LENET_DATA_DIR": str(Path(args.data_dir).resolve()), "LENET_CACHE_DIR": str(tmp / "cache"),
+                        "LENET_RUNS_DIR": str(tmp / "runs")})
+    cli, page_rates = [], []
+    try:
+        with sync_playwright() as pw:
+            browser = launch_chromium(pw)
+            page = browser.new_context(viewport=VIEWPORT).new_page()
+            set_up_page(page, server.url, config)
+            for r in range(1, args.rounds + 1):
+                # Alternate which goes first, so a load change on the machine hits both alike.
+                order = ("cli", "page") if r % 2 else ("page", "cli")
+                for which in order:
+                    if which == "cli":
+                        cli.append(cli_run(config, data))
+                    else:
+                        rate, updates = page_run(page, r, args.timeout)
+                        page_rates.append(rate)
+                        print(f"round {r}: page {rate:8.0f} samples/s ({updates} chart updates seen)")
+                print(f"round {r}: cli  {cli[-1]:8.0f} samples/s")
+            browser.close()
+    finally:
+        server.stop()
+    c, pg = statistics.median(cli), statistics.median(page_rates)
+    print(f"cli median {c:.0f} samples/s, page median {pg:.0f} samples/s (goal: page >= 85% of cli)")
+    print(f"ratio {pg / c:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""The Train page headless (AppTest), and the pure helpers behind it."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import lenet_core.data
+from lenet_app import state, train_view as tv
+from lenet_core.checkpoint import Checkpoint, checkpoint_bytes
+from lenet_core.model import ModelConfig
+from lenet_core.train import TrainConfig, build_model
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGE = "pages/train.py"
+
+
+# -- pure helpers -------------------------------------------------------------------
+
+def test_default_controls_are_the_chapter():
+    assert tv.config_from_controls(tv.DEFAULTS) == TrainConfig()
+
+
+def test_config_from_controls_takes_every_setting_and_ignores_hidden_layers():
+    values = {**tv.DEFAULTS, "dataset": "mnist", "activation": "relu", "pooling": "max", "kernel_size": 3,
+              "padding": "same", "init": "kaiming", "conv_layers": 3, "conv1": 8, "conv2": 16, "conv3": 32,
+              "dense_layers": 1, "fc1": 50, "fc2": 999, "optimizer": "adam", "lr": 0.001, "batch_size": 64,
+              "epochs": 3, "seed": 7, "device": "cpu"}
+    cfg = tv.config_from_controls(values)
+    assert cfg == TrainConfig(
+        model=ModelConfig(activation="relu", pooling="max", kernel_size=3, conv_channels=(8, 16, 32),
+                          dense_widths=(50,), init="kaiming", padding="same"),
+        dataset="mnist", lr=0.001, batch_size=64, epochs=3, optimizer="adam", seed=7, device="cpu")
+    assert tv.config_from_controls(tv.controls_from_config(cfg)) == cfg
+    assert tv.config_from_controls({**values, "dense_layers": 0}).model.dense_widths == ()
+
+
+def test_presets_and_layer_table():
+    assert tv.matching_preset(tv.config_from_controls({**tv.DEFAULTS, **tv.arch_controls(
+        ModelConfig(activation="relu", pooling="max"))}).model) == "modern"
+    assert tv.matching_preset(ModelConfig(kernel_size=3)) == "custom"
+    rows = tv.layer_table(ModelConfig())
+    assert rows[-1] == {"layer": "total", "type": "", "output shape": "", "parameters": 61_706}
+    assert [r["output shape"] for r in rows if r["layer"] in ("conv1", "conv2_pool", "flatten")] == \
+        ["6×28×28", "16×5×5", "400"]
+    problem = tv.config_problem(TrainConfig(model=ModelConfig(kernel_size=7, conv_channels=(6, 16, 32))))
+    assert problem is not None and problem.setting == "kernel_size"
+
+
+def test_step_curve_is_bounded_and_smoothed():
+    steps = [(i, 2.0 if i % 2 else 0.0) for i in range(1, 10_001)]
+    s, raw, smooth = tv.step_curve(steps, 10_000)
+    assert len(s) <= tv.MAX_POINTS and s[0] == 1 and s[-1] == 10_000
+    assert abs(smooth[-1] - 1.0) < 0.1 and set(raw) <= {0.0, 2.0}
+    assert tv.ema([3.0, 3.0])[0] == pytest.approx(3.0)  # debiased: no drag towards 0
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.3, 0.9, 0.98])
+def test_ema_matches_the_plain_loop(decay):
+    values = np.random.default_rng(0).random(3000) * 3
+    expected, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc = decay * acc + (1 - decay) * v
+        expected.append(acc / (1 - decay ** (i + 1)))
+    np.testing.assert_allclose(tv.ema(values, decay), expected, rtol=1e-9)
+
+
+def test_only_differing_settings_are_columns():
+    a, b = TrainConfig(), TrainConfig(model=ModelConfig(kernel_size=3), lr=0.05)
+    assert tv.differing_settings([tv.flat_settings(a), tv.flat_settings(b)]) == ["kernel_size", "lr"]
+    assert tv.differing_settings([tv.flat_settings(a)]) == []
+
+
+def test_junk_is_not_a_checkpoint():
+    ckpt, error = tv.read_checkpoint(b"definitely not a checkpoint")
+    assert ckpt is None and "not a LeNet Lab checkpoint" in error
+
+
+# -- the page --------------------------------------------------------------------------
+
+@pytest.fixture
+def data_env(monkeypatch, tiny_data_dir, tmp_path):
+    monkeypatch.setenv("LENET_DATA_DIR", str(tiny_data_dir))
+    monkeypatch.setenv("LENET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("LENET_RUNS_DIR", str(tmp_path / "runs"))
+    state._load_data_cached.clear()
+    yield
+    state._load_data_cached.clear()
+
+
+def no_download(name):
+    raise RuntimeError("no network in tests")
+
+
+@pytest.fixture
+def no_data_env(monkeypatch, tmp_path):
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("LENET_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("LENET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(lenet_core.data, "_download", no_download)
+    monkeypatch.setattr(lenet_core.data, "SYSTEM_DIRS", {})
+    state._load_data_cached.clear()
+    yield
+    state._load_data_cached.clear()
+
+
+def stop_jobs(at: AppTest):
+    for run in at.session_state["lenet_runs"].values() if "lenet_runs" in at.session_state else []:
+        if run.job is not None:
+            run.job.stop()
+            run.job.join(10)
+
+
+@pytest.fixture
+def page():
+    made = []
+
+    def open_page() -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=30)
+        at.switch_page(PAGE)
+        at.run()
+        assert not at.exception, at.exception
+        made.append(at)
+        return at
+
+    yield open_page
+    for at in made:
+        stop_jobs(at)
+
+
+def start_button(at: AppTest):
+    return next(b for b in at.button if b.label == "Start training")
+
+
+def errors(at: AppTest) -> str:
+    return "\n".join(e.value for e in at.error)
+
+
+def wait_until_done(at: AppTest, run, limit: float = 30.0):
+    deadline = time.monotonic() + limit
+    while run.job.alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        at.run()  # AppTest does not tick run_every: rerun by hand, as the fragment would
+        assert not at.exception, at.exception
+    assert not run.job.alive, "the run did not finish in time"
+    at.run()
+
+
+def test_renders_with_data(data_env, page):
+    at = page()
+    assert at.title[0].value == "Train"
+    assert not start_button(at).disabled
+    assert any("61,706 parameters" in m.value for m in at.markdown)
+    assert not at.error
+
+
+def test_no_data_says_what_is_missing_and_start_is_off(no_data_env, page):
+    at = page()
+    assert start_button(at).disabled
+    text = errors(at)
+    assert "fashion-mnist data set is not available" in text and "LENET_DATA_DIR" in text
+    at.selectbox(key="train_dataset").set_value("mnist").run()
+    assert "mnist data set is not available" in errors(at) and start_button(at).disabled
+
+
+def test_controls_reach_the_trainer_and_a_short_run_finishes(data_env, page):
+    at = page()
+    at.selectbox(key="train_preset").set_value("modern").run()
+    assert at.selectbox(key="train_pooling").value == "max"
+    at.selectbox(key="train_pooling").set_value("avg").run()
+    assert at.selectbox(key="train_preset").value == "custom"  # moved off the preset
+    at.slider(key="train_kernel_size").set_value(3)
+    at.number_input(key="train_epochs").set_value(1)
+    at.select_slider(key="train_batch_size").set_value(64)
+    at.run()
+    start_button(at).click().run()
+    assert not at.exception, at.exception
+
+    (run,) = at.session_state["lenet_runs"].values()
+    expected = TrainConfig(model=ModelConfig(activation="relu", pooling="avg", kernel_size=3),
+                           batch_size=64, epochs=1)
+    assert run.config == expected and run.job.config == expected
+    wait_until_done(at, run)
+    assert run.job.snapshot().status == "finished"
+    assert any("validation accuracy" in s.value for s in at.success)
+    assert not start_button(at).disabled
+    table = at.dataframe[-1].value
+    assert list(table["status"]) == ["finished"] and table["val accuracy"].iloc[0] > 0
+    ckpt, error = tv.read_checkpoint(tv.checkpoint_data(run)())  # what the download button serves
+    assert error is None and ckpt.config == expected and len(ckpt.epochs) == 1
+
+
+def test_impossible_architecture_turns_start_off(data_env, page):
+    at = page()
+    at.slider(key="train_conv_layers").set_value(3)
+    at.slider(key="train_kernel_size").set_value(7)
+    at.run()
+    assert at.selectbox(key="train_padding").value == "chapter"
+    assert start_button(at).disabled
+    assert "cannot be built" in errors(at) and "7x7 kernel" in errors(at)
+    at.selectbox(key="train_padding").set_value("same").run()
+    assert not start_button(at).disabled and not at.error
+
+
+def test_upload_refuses_junk_and_continues_from_a_checkpoint(data_env, page):
+    at = page()
+    at.file_uploader(key="train_upload").set_value(("junk.pt", b"\x00junk bytes", "application/octet-stream"))
+    at.run()
+    assert not at.exception
+    assert "junk.pt" in errors(at) and "not a LeNet Lab checkpoint" in errors(at)
+
+    cfg = TrainConfig(model=ModelConfig(activation="tanh", kernel_size=3), dataset="mnist", epochs=1,
+                      batch_size=128)
+    model = build_model(cfg)
+    good = checkpoint_bytes(Checkpoint(cfg, model, "mnist", tuple("0123456789"), {"test_accuracy": 0.5}))
+    at.file_uploader(key="train_upload").set_value(("mine.pt", good, "application/octet-stream"))
+    at.run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="train_activation").value == "tanh"
+    assert at.selectbox(key="train_activation").disabled  # the architecture is the checkpoint's
+    assert at.selectbox(key="train_source").value.startswith("run:")
+    start_button(at).click().run()
+    runs = list(at.session_state["lenet_runs"].values())
+    assert [r.job is None for r in runs] == [True, False]
+    new = runs[1]
+    assert new.config == cfg
+    wait_until_done(at, new)
+    assert new.job.snapshot().status == "finished"
+    table = at.dataframe[-1].value
+    assert list(table["start"]) == ["upload", "mine.pt (uploaded)"]
+
+
+def test_a_diverged_or_failed_run_says_what_to_do():
+    def page():
+        from lenet_app import train_view as tv
+        from lenet_core.train import Snapshot, TrainConfig
+
+        msg = ("Training diverged: the loss became nan in epoch 1 (learning rate 1, sgd). "
+               "Try a lower learning rate, e.g. 0.1, or the 'xavier' init.")
+        tv.status_message(Snapshot("diverged", msg, TrainConfig(), "CPU", 5, 100, 1, [], [], 0.0, None, 1.0))
+        tv.status_message(Snapshot("failed", "The mnist data set is not available: no local copy was found.\n"
+                                   "To fix it, do one of these:\n  - put the four files in DIR/mnist/",
+                                   TrainConfig(), "CPU", 0, 0, 0, [], [], 0.0, None, 0.1))
+
+    at = AppTest.from_function(page, default_timeout=30).run()
+    assert not at.exception
+    assert "lower learning rate" in at.error[0].value
+    assert "not available" in at.error[1].value and "DIR/mnist/" in at.error[1].value
