@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from browser import launch_chromium, start_app, wait_for_app  # noqa: E402
+from browser import canvas_box, launch_chromium, start_app, stroke, wait_for_app  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 GOALS = {"latency median": 350, "latency p95": 600, "server median": 50}
@@ -81,27 +81,6 @@ def percentile(values, q):
     return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
 
 
-def canvas_box(page, settle_ms: int = 50) -> dict:
-    """The canvas's box once it stops moving (a new canvas after Clear shifts for a moment)."""
-    box = None
-    for _ in range(100):
-        new = page.locator("canvas.upper-canvas").bounding_box()
-        if new is not None and new == box:
-            return box
-        box = new
-        page.wait_for_timeout(settle_ms)
-    raise RuntimeError(f"the canvas never settled (last box {box})")
-
-
-def stroke(page, box, points):
-    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
-    page.mouse.move(*xy[0])
-    page.mouse.down()
-    for x, y in xy[1:]:
-        page.mouse.move(x, y, steps=10)
-    page.mouse.up()
-
-
 def current_update(page) -> int:
     m = CAPTION.search(page.get_by_text("computed in").inner_text())
     return int(m.group(1))
@@ -140,7 +119,7 @@ def main():
                 box = canvas_box(page)
                 page.evaluate("n => { window.__target = n; for (const k of ['__seen', '__up', '__sent', '__recv',"
                               " '__first', '__pred']) window[k] = null; }", current_update(page) + 1)
-                stroke(page, box, SHAPES[i % len(SHAPES)])
+                stroke(page, SHAPES[i % len(SHAPES)], box)
                 try:
                     page.wait_for_function("() => window.__seen !== null", polling="raf", timeout=5000)
                 except Exception:

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
-import torch
 
 from lenet_core import DataUnavailableError, ImageData, load_dataset
 from lenet_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint

@@ -5,7 +5,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 from .model import ACTIVATIONS, INITS, PADDINGS, POOLINGS, PRESETS, ConfigError, format_summary, layer_summary, preset
 from .train import DEVICES, OPTIMIZERS, Callback, TrainConfig

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn

@@ -6,12 +6,12 @@ import dataclasses
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from .data import DATASETS, ImageData, check_name, load_dataset
+from .data import DATASETS, ImageData, load_dataset
 from .model import ConfigError, LeNet, ModelConfig
 
 OPTIMIZERS = ("sgd", "momentum", "adam")

@@ -151,3 +151,30 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOT_DIR / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# -- the drawing canvas ----------------------------------------------------------
+
+def canvas_box(page, settle_ms: int = 50, tries: int = 100) -> dict:
+    """The canvas's box once it stops moving: a freshly mounted canvas (first load, or after
+    Clear) shifts while its styles load, and a stroke aimed at the old place lands on the page
+    instead (selecting text)."""
+    box = None
+    for _ in range(tries):
+        new = page.locator("canvas.upper-canvas").bounding_box()
+        if new is not None and new == box:
+            return box
+        box = new
+        page.wait_for_timeout(settle_ms)
+    raise AssertionError(f"the canvas never settled (last box {box})")
+
+
+def stroke(page, points, box: dict | None = None) -> None:
+    """Draw a polyline on the canvas with the mouse; points are fractions of its size."""
+    box = box or canvas_box(page)
+    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    page.mouse.move(*xy[0])
+    page.mouse.down()
+    for x, y in xy[1:]:
+        page.mouse.move(x, y, steps=10)
+    page.mouse.up()

@@ -92,3 +92,22 @@ def browser_page(chromium, request):
     if report is not None and report.failed:
         screenshot(page, "FAILED-" + re.sub(r"[^\w.-]+", "_", request.node.name))
     context.close()
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """An empty cache, no Debian copy and a download that fails, as on a machine with no
+    network; the app's data cache is emptied before and after. Yields a temporary folder."""
+    import lenet_core.data
+    from lenet_app import state
+
+    monkeypatch.setenv("LENET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(lenet_core.data, "SYSTEM_DIRS", {})
+
+    def no_download(name):
+        raise OSError("no network in tests")
+
+    monkeypatch.setattr(lenet_core.data, "_download", no_download)
+    state._load_data_cached.clear()
+    yield tmp_path
+    state._load_data_cached.clear()

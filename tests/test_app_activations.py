@@ -16,20 +16,6 @@ APP = Path(__file__).resolve().parents[1] / "app.py"
 
 
 @pytest.fixture
-def offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("LENET_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(lenet_core.data, "SYSTEM_DIRS", {})
-
-    def no_download(name):
-        raise OSError("no network in tests")
-
-    monkeypatch.setattr(lenet_core.data, "_download", no_download)
-    state._load_data_cached.clear()
-    yield tmp_path
-    state._load_data_cached.clear()
-
-
-@pytest.fixture
 def with_data(offline, monkeypatch):
     for folder in ("mnist", "fashion-mnist"):
         synthetic_idx(offline / "data" / folder, n_train=64, n_test=200)

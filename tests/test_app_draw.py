@@ -7,7 +7,6 @@ from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
 import lenet_core.data
-from lenet_app import state
 from lenet_core.activations import predict_proba
 from lenet_core.checkpoint import load_checkpoint
 from lenet_core.preprocess import digit_from_rgba, image_to_tensor, rgba_to_png_data_url
@@ -31,20 +30,10 @@ def canvas_value(rgba: np.ndarray | None) -> dict:
 
 
 @pytest.fixture
-def no_data(monkeypatch, tmp_path):
+def no_data(offline, monkeypatch):
     """No data set anywhere, and no download: the Draw page must not need one."""
-    (tmp_path / "data").mkdir()
-    monkeypatch.setenv("LENET_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LENET_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(lenet_core.data, "SYSTEM_DIRS", {})
-
-    def offline(name):
-        raise OSError("no network in tests")
-
-    monkeypatch.setattr(lenet_core.data, "_download", offline)
-    state._load_data_cached.clear()
-    yield
-    state._load_data_cached.clear()
+    (offline / "data").mkdir()
+    monkeypatch.setenv("LENET_DATA_DIR", str(offline / "data"))
 
 
 @pytest.fixture

@@ -3,33 +3,9 @@ import re
 
 from playwright.sync_api import expect
 
-from browser import screenshot, wait_for_app
+from browser import screenshot, stroke, wait_for_app
 
 UPDATE = re.compile(r"Update (\d+) · computed in (\d+) ms")
-
-
-def canvas_box(page, settle_ms: int = 100) -> dict:
-    """The canvas's box once it stops moving: a freshly mounted canvas shifts while its styles load,
-    and a stroke aimed at the old place lands on the page instead (selecting text)."""
-    box = None
-    for _ in range(50):
-        new = page.locator("canvas.upper-canvas").bounding_box()
-        if new is not None and new == box:
-            return box
-        box = new
-        page.wait_for_timeout(settle_ms)
-    raise AssertionError(f"the canvas never settled (last box {box})")
-
-
-def stroke(page, points):
-    """Draw a polyline on the canvas; points are fractions of its size."""
-    box = canvas_box(page)
-    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
-    page.mouse.move(*xy[0])
-    page.mouse.down()
-    for x, y in xy[1:]:
-        page.mouse.move(x, y, steps=10)
-    page.mouse.up()
 
 
 def updates(page) -> int:

@@ -9,7 +9,7 @@ import torch
 
 from lenet_core.checkpoint import (Checkpoint, CheckpointError, checkpoint_bytes, list_runs, load_checkpoint,
                                    load_run, save_checkpoint, save_run)
-from lenet_core.model import LeNet, preset
+from lenet_core.model import preset
 from lenet_core.train import EpochMetrics, TrainConfig, build_model
 
 
