@@ -2,7 +2,6 @@
 the confusion-matrix and per-class figures, and which mistakes the gallery picks."""
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 
@@ -173,15 +172,3 @@ def thumbnail(image: torch.Tensor | np.ndarray, size: int = 112) -> Image.Image:
     return Image.fromarray(arr.astype(np.uint8), mode="L").resize((size, size), Image.NEAREST)
 
 
-_CODE = re.compile(r"sudo apt-get install [\w-]+|--data-dir DIR|\b[A-Z_]+=[\w/.-]*\w"
-                   r"|(?<![\w`])(?:/|[\w.-]+/)[\w./-]*[\w/]")
-
-
-def missing_data_markdown(message: str) -> str:
-    """The data loader's 'what is missing and how to get it' as Markdown: its bullet lines
-    become a list, and paths and commands become code spans (copyable; underscores kept)."""
-    lines = []
-    for line in message.splitlines():
-        body = _CODE.sub(lambda m: f"`{m.group(0)}`", line.strip())
-        lines.append(body if body.startswith("- ") else f"\n{body}\n")
-    return "\n".join(lines).strip()

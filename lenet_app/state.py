@@ -5,6 +5,7 @@ sets). Everything a user trains lives in that user's session state."""
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,20 @@ def get_data(name: str) -> tuple[ImageData | None, str | None]:
     except DataUnavailableError as e:
         _recent_failures[key] = (time.time(), str(e))
         return None, str(e)
+
+
+_CODE = re.compile(r"sudo apt-get install [\w-]+|--data-dir DIR|\b[A-Z_]+=[\w/.-]*\w"
+                   r"|(?<![\w`])(?:/|[\w.-]+/)[\w./-]*[\w/]")
+
+
+def missing_data_markdown(message: str) -> str:
+    """The data loader's 'what is missing and how to get it' as Markdown: its bullet lines
+    become a list, and paths and commands become code spans (copyable; underscores kept)."""
+    lines = []
+    for line in message.splitlines():
+        body = _CODE.sub(lambda m: f"`{m.group(0)}`", line.strip())
+        lines.append(body if body.startswith("- ") else f"\n{body}\n")
+    return "\n".join(lines).strip()
 
 
 def local_data_status() -> dict[str, str | None]:

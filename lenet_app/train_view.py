@@ -21,7 +21,8 @@ from lenet_core.data import ImageData
 from lenet_core.model import MAX_CONV_LAYERS, MAX_DENSE_LAYERS, PRESETS, ConfigError, ModelConfig, layer_summary
 from lenet_core.train import EpochMetrics, Snapshot, TrainConfig, TrainingJob, build_model
 
-from .state import DATASET_LABELS, SessionRun, add_run, finished_checkpoint, get_data, session_runs
+from .state import (DATASET_LABELS, SessionRun, add_run, finished_checkpoint, get_data, missing_data_markdown,
+                    session_runs)
 
 # -- controls ------------------------------------------------------------------
 
@@ -443,19 +444,6 @@ def forget_data_errors() -> None:
     st.session_state[PREFIX + "data_errors"] = {}
 
 
-def data_error_markdown(message: str) -> str:
-    """DataUnavailableError's plain-text message as Markdown (paths in code, a real list)."""
-    lines = message.splitlines()
-    out = [f"**{lines[0]}**"] if lines else []
-    for line in lines[1:]:
-        if line.startswith("  - "):
-            item = line[4:]
-            out.append(f"- `{item}`" if item.startswith("/") else f"- {item}")
-        else:
-            out.append("\n" + line + "\n")
-    return "\n".join(out)
-
-
 def current_run() -> SessionRun | None:
     """The run shown in the big panel: the last one started on this page."""
     return session_runs().get(st.session_state.get(PREFIX + "current"))
@@ -522,7 +510,7 @@ def status_message(snap: Snapshot) -> None:
     elif snap.status == "diverged":
         st.error(snap.message, icon=":material/trending_up:")
     else:
-        st.error(data_error_markdown(snap.message) if "data set is not available" in snap.message
+        st.error(missing_data_markdown(snap.message) if "data set is not available" in snap.message
                  else f"Training failed: {snap.message}", icon=":material/error:")
 
 

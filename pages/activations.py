@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from lenet_app import maps
-from lenet_app.state import available_models, ensure_app_frame, get_data, model_picker
+from lenet_app.state import available_models, ensure_app_frame, get_data, missing_data_markdown, model_picker
 from lenet_core.preprocess import image_to_tensor
 from lenet_core.train import as_input
 
@@ -82,9 +82,7 @@ def pick_input(side: str, default_class: str):
             return None
         return image_to_tensor(ss["draw_image"]), "your drawing from the Draw page", None
     if data is None:
-        # Blank lines around the message's "  - folder" list, so Markdown keeps its lines apart.
-        lines = [ln if ln.lstrip().startswith("- ") else f"\n{ln}\n" for ln in data_error.splitlines()]
-        st.warning("Test images need the data set the model was trained on. " + "\n".join(lines))
+        st.warning("Test images need the data set the model was trained on.\n\n" + missing_data_markdown(data_error))
         return None
     if source == "Random test image":
         if st.button("Another random image", key=f"act_{side}_reroll") or f"act_{side}_random" not in ss:

@@ -1,7 +1,7 @@
 import streamlit as st
 
 from lenet_app import eval_view
-from lenet_app.state import DATASET_LABELS, ensure_app_frame, get_data, model_picker
+from lenet_app.state import DATASET_LABELS, ensure_app_frame, get_data, missing_data_markdown, model_picker
 
 ensure_app_frame()
 st.title("Evaluate")
@@ -16,7 +16,7 @@ with st.spinner(f"Loading {dataset_label}…"):
     data, problem = get_data(entry.dataset)
 if data is None:
     st.error(f"**{dataset_label} is missing**, so this model cannot be evaluated yet.", icon=":material/error:")
-    st.markdown(eval_view.missing_data_markdown(problem))
+    st.markdown(missing_data_markdown(problem))
     st.stop()
 
 with st.spinner(f"Running the model on {len(data.test_labels):,} test images…"):

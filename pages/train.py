@@ -2,7 +2,7 @@
 import streamlit as st
 
 from lenet_app import train_view as tv
-from lenet_app.state import DATASET_LABELS, device_info, ensure_app_frame, session_runs
+from lenet_app.state import DATASET_LABELS, device_info, ensure_app_frame, missing_data_markdown, session_runs
 from lenet_core.model import ACTIVATIONS, INITS, MAX_CONV_LAYERS, MAX_DENSE_LAYERS, PADDINGS, POOLINGS, PRESETS
 from lenet_core.train import OPTIMIZERS
 
@@ -122,7 +122,7 @@ with right:
               disabled=data is None or problem is not None or live, width="stretch")
     b2.markdown(f":material/memory: Training runs on **{device_info()}**")
     if data_error:
-        st.error(tv.data_error_markdown(data_error), icon=":material/database:")
+        st.error(missing_data_markdown(data_error), icon=":material/database:")
         st.button("Check again", on_click=tv.forget_data_errors)
     elif problem is not None:
         st.warning("Start is off until the network can be built: see the message on the left.")

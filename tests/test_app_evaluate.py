@@ -8,7 +8,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import lenet_core.data as data_module
-from lenet_app import eval_view
+from lenet_app import eval_view, state
 from lenet_app.state import SessionRun, shipped_models
 from lenet_core import Checkpoint, LeNet, TrainConfig, evaluate, load_dataset
 from lenet_core.data import DIGIT_CLASSES, synthetic_idx
@@ -112,7 +112,7 @@ def test_missing_data_markdown_makes_paths_and_commands_copyable(data_dir, monke
     monkeypatch.setenv("LENET_DATA_DIR", str(data_dir.parent / "empty_dir"))
     with pytest.raises(data_module.DataUnavailableError) as err:
         load_dataset("mnist")
-    md = eval_view.missing_data_markdown(str(err.value))
+    md = state.missing_data_markdown(str(err.value))
     assert f"- `{data_dir.parent / 'empty_dir' / 'mnist'}`" in md
     assert "`LENET_DATA_DIR=DIR`" in md and "`DIR/mnist/`" in md and "`--data-dir DIR`" in md
 
