@@ -98,6 +98,11 @@ def missing_data_markdown(message: str) -> str:
     return "\n".join(lines).strip()
 
 
+def forget_data_failures() -> None:
+    """Let the next get_data try again at once (a "Check again" button)."""
+    _recent_failures.clear()
+
+
 def local_data_status() -> dict[str, str | None]:
     """Data set -> folder holding a local copy, or None. Never downloads."""
     return {name: (str(p) if (p := find_local(name)) else None) for name in DATASETS}

@@ -427,23 +427,6 @@ def device_options() -> list[str]:
     return ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def data_for(name: str) -> tuple[ImageData | None, str | None]:
-    """The data set, or the message saying what is missing and how to get it. A
-    failure is remembered for the session, so a missing download is not retried
-    on every click ("Check again" forgets it)."""
-    errors = st.session_state.setdefault(PREFIX + "data_errors", {})
-    if name in errors:
-        return None, errors[name]
-    data, error = get_data(name)
-    if error:
-        errors[name] = error
-    return data, error
-
-
-def forget_data_errors() -> None:
-    st.session_state[PREFIX + "data_errors"] = {}
-
-
 def current_run() -> SessionRun | None:
     """The run shown in the big panel: the last one started on this page."""
     return session_runs().get(st.session_state.get(PREFIX + "current"))
@@ -491,7 +474,7 @@ def on_start() -> None:
         return
     values = current_controls()
     config = config_from_controls(values)
-    data, _ = data_for(config.dataset)
+    data, _ = get_data(config.dataset)
     if data is None or config_problem(config) is not None:
         return
     source = session_runs().get(source_run_id(values["source"]))

@@ -2,7 +2,8 @@
 import streamlit as st
 
 from lenet_app import train_view as tv
-from lenet_app.state import DATASET_LABELS, device_info, ensure_app_frame, missing_data_markdown, session_runs
+from lenet_app.state import (DATASET_LABELS, device_info, ensure_app_frame, forget_data_failures, get_data,
+                             missing_data_markdown, session_runs)
 from lenet_core.model import ACTIVATIONS, INITS, MAX_CONV_LAYERS, MAX_DENSE_LAYERS, PADDINGS, POOLINGS, PRESETS
 from lenet_core.train import OPTIMIZERS
 
@@ -15,7 +16,7 @@ tv.check_source()
 values = tv.current_controls()
 config = tv.config_from_controls(values)
 problem = tv.config_problem(config)
-data, data_error = tv.data_for(config.dataset)
+data, data_error = get_data(config.dataset)
 current = tv.current_run()
 live = tv.live_run() is not None
 fixed = values["source"] != "new"  # continuing from a checkpoint keeps its architecture and data set
@@ -123,7 +124,7 @@ with right:
     b2.markdown(f":material/memory: Training runs on **{device_info()}**")
     if data_error:
         st.error(missing_data_markdown(data_error), icon=":material/database:")
-        st.button("Check again", on_click=tv.forget_data_errors)
+        st.button("Check again", on_click=forget_data_failures)
     elif problem is not None:
         st.warning("Start is off until the network can be built: see the message on the left.")
     if start_error := st.session_state.pop(k("start_error"), None):
