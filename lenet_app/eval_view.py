@@ -9,10 +9,9 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from lenet_core.train import as_input
+from lenet_core.train import evaluate
 
 GALLERY_SIZE = 24
 ORDERS = ("surest first", "random")
@@ -49,29 +48,16 @@ class Evaluation:
         return np.flatnonzero(self.predictions != self.labels)
 
 
-@torch.inference_mode()
 def run_evaluation(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
                    classes: tuple[str, ...], dataset: str = "", batch_size: int = 2048) -> Evaluation:
-    """One pass over uint8 images (N, 28, 28): the figures of lenet_core's evaluate(), plus
-    each image's prediction and confidence, which the gallery needs."""
+    """lenet_core's evaluate() on uint8 images (N, 28, 28), keeping each image's prediction
+    and confidence, which the gallery needs."""
     t0 = time.perf_counter()
-    model.eval()
-    device = next(model.parameters()).device
-    preds, confs, loss = [], [], 0.0
-    for i in range(0, len(images), batch_size):
-        logits = model(as_input(images[i:i + batch_size].to(device)))
-        y = labels[i:i + batch_size].to(device)
-        loss += float(F.cross_entropy(logits, y, reduction="sum"))
-        conf, pred = torch.softmax(logits, 1).max(1)
-        preds.append(pred.cpu())
-        confs.append(conf.cpu())
-    n_cls = max(len(classes), model.config.num_classes) if hasattr(model, "config") else len(classes)
-    y_true = labels.cpu().numpy().astype(np.int64)
-    y_pred = torch.cat(preds).numpy().astype(np.int64) if preds else np.zeros(0, np.int64)
-    confusion = np.bincount(y_true * n_cls + y_pred, minlength=n_cls * n_cls).reshape(n_cls, n_cls)
-    return Evaluation(dataset, tuple(classes), loss / max(len(y_true), 1), confusion, y_true, y_pred,
-                      torch.cat(confs).numpy() if confs else np.zeros(0, np.float32),
-                      time.perf_counter() - t0)
+    result = evaluate(model, images, labels, batch_size, num_classes=max(len(classes), model.config.num_classes),
+                      keep_predictions=True)
+    return Evaluation(dataset, tuple(classes), result["loss"], np.array(result["confusion"], dtype=np.int64),
+                      labels.cpu().numpy().astype(np.int64), result["predictions"].numpy().astype(np.int64),
+                      result["confidence"].numpy(), time.perf_counter() - t0)
 
 
 # -- caching: shipped models are shared by everyone, the rest belong to one session ------------

@@ -167,13 +167,15 @@ class Control:
 
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 2048,
-             num_classes: int | None = None, should_stop=lambda: False) -> dict:
-    """Loss, accuracy and confusion matrix (rows: true class) of a model on a labelled set."""
+             num_classes: int | None = None, should_stop=lambda: False, keep_predictions: bool = False) -> dict:
+    """Loss, accuracy and confusion matrix (rows: true class) of a model on a labelled set;
+    with keep_predictions, also each image's predicted class and its probability (CPU tensors)."""
     model.eval()
     device = next(model.parameters()).device
     n_cls = num_classes or model.config.num_classes
     confusion = torch.zeros(n_cls, n_cls, dtype=torch.long, device=device)
     total_loss = torch.zeros((), device=device)
+    predictions, confidence = [], []
     for i in range(0, len(images), batch_size):
         if should_stop():
             break
@@ -181,12 +183,20 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
         y = labels[i:i + batch_size].to(device)
         logits = model(x)
         total_loss += F.cross_entropy(logits, y, reduction="sum")
-        confusion += torch.bincount(y * n_cls + logits.argmax(1), minlength=n_cls * n_cls).view(n_cls, n_cls)
+        pred = logits.argmax(1)
+        confusion += torch.bincount(y * n_cls + pred, minlength=n_cls * n_cls).view(n_cls, n_cls)
+        if keep_predictions:
+            predictions.append(pred.cpu())
+            confidence.append(torch.softmax(logits, 1).gather(1, pred[:, None])[:, 0].cpu())
     confusion = confusion.cpu()
     n = int(confusion.sum())
     per_class = (confusion.diag().float() / confusion.sum(1).clamp(min=1).float()).tolist()
-    return {"loss": float(total_loss) / max(n, 1), "accuracy": float(confusion.diag().sum()) / max(n, 1),
-            "per_class_accuracy": per_class, "confusion": confusion.tolist(), "count": n}
+    result = {"loss": float(total_loss) / max(n, 1), "accuracy": float(confusion.diag().sum()) / max(n, 1),
+              "per_class_accuracy": per_class, "confusion": confusion.tolist(), "count": n}
+    if keep_predictions:
+        result["predictions"] = torch.cat(predictions) if predictions else torch.zeros(0, dtype=torch.long)
+        result["confidence"] = torch.cat(confidence) if confidence else torch.zeros(0)
+    return result
 
 
 class Trainer:

@@ -172,3 +172,13 @@ def test_config_round_trip_and_validation():
                 dict(dataset="cifar"), dict(device="tpu")):
         with pytest.raises(ValueError):
             cfg(**bad).validate()
+
+
+def test_evaluate_can_keep_each_prediction(tiny):
+    model = build_model(cfg())
+    result = evaluate(model, tiny.test_images, tiny.test_labels, batch_size=100, keep_predictions=True)
+    probs = torch.softmax(model(as_input(tiny.test_images)), 1)
+    assert torch.equal(result["predictions"], probs.argmax(1))
+    assert torch.allclose(result["confidence"], probs.max(1).values, atol=1e-6)
+    assert result["accuracy"] == pytest.approx((result["predictions"] == tiny.test_labels).float().mean().item())
+    assert "predictions" not in evaluate(model, tiny.test_images, tiny.test_labels)
