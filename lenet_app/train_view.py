@@ -63,7 +63,7 @@ DEFAULTS = {**controls_from_config(TrainConfig()), "source": "new"}
 
 def config_from_controls(values: dict) -> TrainConfig:
     """The one TrainConfig the controls describe. Channels and widths of layers
-    beyond the chosen counts are ignored. Not validated: see layer_table."""
+    beyond the chosen counts are ignored. Not validated: see config_problem."""
     v = {**DEFAULTS, **values}
     model = ModelConfig(
         activation=v["activation"], pooling=v["pooling"], kernel_size=int(v["kernel_size"]),
@@ -151,8 +151,7 @@ def layer_table(model: ModelConfig) -> list[dict]:
 
 def config_problem(config: TrainConfig) -> ConfigError | None:
     try:
-        layer_table(config.model)
-        config.validate()
+        config.validate()  # the model's settings too: no network needs building to know
     except ConfigError as e:
         return e
     return None
