@@ -264,13 +264,17 @@ def _figure(traces: list[dict], title: str, height: int, xaxis: dict, yaxis: dic
 
 
 def step_loss_figure(snap: Snapshot) -> dict:
-    step, raw, smooth = step_curve(snap.steps, snap.total_steps)
+    return step_figure(snap.steps, snap.total_steps)
+
+
+def step_figure(steps: list[tuple[int, float]], total_steps: int) -> dict:
+    step, raw, smooth = step_curve(steps, total_steps)
     return _figure(
         [{"type": "scatter", "x": step, "y": raw, "name": "loss per step", "mode": "lines",
           "line": {"width": 1}, "opacity": 0.3, "hoverinfo": "skip"},
          {"type": "scatter", "x": step, "y": smooth, "name": "smoothed", "mode": "lines", "line": {"width": 3}}],
         "Training loss per step", 320,
-        xaxis={"title": {"text": "step"}, "range": [0, max(snap.total_steps, len(snap.steps), 1)]},
+        xaxis={"title": {"text": "step"}, "range": [0, max(total_steps, len(steps), 1)]},
         yaxis={"title": {"text": "loss"}, "rangemode": "tozero"})
 
 
@@ -290,6 +294,28 @@ def epoch_figures(epochs: list[EpochMetrics], total_epochs: int) -> tuple[dict, 
         "Validation accuracy", 300, xaxis, {"title": {"text": "accuracy"}, "tickformat": ".0%", "range": [0, 1]},
         showlegend=False)
     return loss, acc
+
+
+def total_steps(config: TrainConfig, data: ImageData | None) -> int:
+    """Optimizer steps a run of `config` will take on `data` (0 when there is no data)."""
+    return math.ceil(len(data.train_images) / config.batch_size) * config.epochs if data is not None else 0
+
+
+# Streamlit animates the progress bar's width for a fraction of a second after every update.
+# Twice a second, on a 2-core machine, that animation alone kept the browser busy for 7% of
+# a core, taken from training (benchmarks/train_page_overhead.py): the bar jumps instead.
+_STILL_PROGRESS = '<style>[data-testid="stProgress"] * {transition: none !important;}</style>'
+
+
+def show_curves(steps: list[tuple[int, float]], epochs: list[EpochMetrics], steps_total: int,
+                epochs_total: int) -> None:
+    """The live panel's charts: loss per step on top, loss and accuracy per epoch below."""
+    st.html(_STILL_PROGRESS)
+    st.plotly_chart(step_figure(steps, steps_total), theme="streamlit")
+    c1, c2 = st.columns(2)
+    loss_fig, acc_fig = epoch_figures(epochs, epochs_total)
+    c1.plotly_chart(loss_fig, theme="streamlit")
+    c2.plotly_chart(acc_fig, theme="streamlit")
 
 
 def duration(seconds: float | None) -> str:

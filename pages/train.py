@@ -133,6 +133,9 @@ with right:
     if (current is None or current.job is None) and not (data_error or problem):
         st.info("Press **Start training**: the loss and accuracy curves appear here as the network learns.",
                 icon=":material/show_chart:")
+        # Empty axes: they show where the curves will be, and the browser loads its charting
+        # code now rather than in the first seconds of the run, when it would slow training.
+        tv.show_curves([], [], tv.total_steps(config, data), config.epochs)
     elif current is not None and current.job is not None:
         job = current.job
         head, buttons = st.columns([2, 1], vertical_alignment="center")
@@ -155,11 +158,7 @@ with right:
                 tv.status_message(snap)
             else:
                 st.progress(snap.progress, text=tv.progress_text(snap))
-            st.plotly_chart(tv.step_loss_figure(snap), theme="streamlit")
-            c1, c2 = st.columns(2)
-            loss_fig, acc_fig = tv.epoch_figures(snap.epochs, snap.config.epochs)
-            c1.plotly_chart(loss_fig, theme="streamlit")
-            c2.plotly_chart(acc_fig, theme="streamlit")
+            tv.show_curves(snap.steps, snap.epochs, snap.total_steps, snap.config.epochs)
 
         run_panel(live)
 
