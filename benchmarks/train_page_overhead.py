@@ -30,6 +30,21 @@ from lenet_core.model import preset  # noqa: E402
 from lenet_core.train import Trainer, TrainConfig, build_model, device_label, resolve_device  # noqa: E402
 
 RATE = re.compile(r"([\d,]+) samples/s on average")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(names: set[str]) -> float:
+    """CPU time used so far by every process whose command name is in `names` (Linux /proc)."""
+    total = 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.index("(") + 1:stat.rindex(")")] in names:
+            fields = stat.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
 
 
 def cli_run(config: TrainConfig, data) -> float:
@@ -54,8 +69,10 @@ def set_up_page(page, url: str, config: TrainConfig) -> None:
     page.wait_for_timeout(500)
 
 
-def page_run(page, run_number: int, timeout_s: float) -> tuple[float, int]:
-    """Press Start, wait for the run to end; (samples/s the page shows, chart updates seen)."""
+def page_run(page, run_number: int, timeout_s: float) -> tuple[float, int, float]:
+    """Press Start, wait for the run to end; (samples/s the page shows, chart updates seen,
+    the browser's CPU use meanwhile in cores)."""
+    browser_cpu, t0 = cpu_seconds({"chromium", "chrome"}), time.monotonic()
     page.get_by_role("button", name="Start training").click()
     page.get_by_text(f"run {run_number} · training").wait_for(timeout=30_000)
     updates, last, deadline = 0, None, time.monotonic() + timeout_s
@@ -67,8 +84,9 @@ def page_run(page, run_number: int, timeout_s: float) -> tuple[float, int]:
         updates += n != last
         last = n
         page.wait_for_timeout(250)
+    cores = (cpu_seconds({"chromium", "chrome"}) - browser_cpu) / (time.monotonic() - t0)
     text = page.get_by_text("samples/s on average").first.inner_text()
-    return float(RATE.search(text).group(1).replace(",", "")), updates
+    return float(RATE.search(text).group(1).replace(",", "")), updates, cores
 
 
 def main(argv=None):
@@ -102,9 +120,10 @@ def main(argv=None):
                     if which == "cli":
                         cli.append(cli_run(config, data))
                     else:
-                        rate, updates = page_run(page, r, args.timeout)
+                        rate, updates, cores = page_run(page, r, args.timeout)
                         page_rates.append(rate)
-                        print(f"round {r}: page {rate:8.0f} samples/s ({updates} chart updates seen)")
+                        print(f"round {r}: page {rate:8.0f} samples/s ({updates} chart updates seen; "
+                              f"the browser used {cores:.0%} of one core meanwhile)")
                 print(f"round {r}: cli  {cli[-1]:8.0f} samples/s")
             browser.close()
     finally:

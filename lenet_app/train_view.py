@@ -301,16 +301,17 @@ def total_steps(config: TrainConfig, data: ImageData | None) -> int:
     return math.ceil(len(data.train_images) / config.batch_size) * config.epochs if data is not None else 0
 
 
-# Streamlit animates the progress bar's width for a fraction of a second after every update.
-# Twice a second, on a 2-core machine, that animation alone kept the browser busy for 7% of
-# a core, taken from training (benchmarks/train_page_overhead.py): the bar jumps instead.
-_STILL_PROGRESS = '<style>[data-testid="stProgress"] * {transition: none !important;}</style>'
+def still_progress_bars() -> None:
+    """Streamlit animates a progress bar's width for a moment after every update. Twice a
+    second, on the 2-core build machine, that animation alone kept Chromium busy for about 7%
+    of a core, taken from training; with this style on the page the bar jumps instead. Sent
+    once per page run, not by the fragment that redraws twice a second."""
+    st.html('<style>[data-testid="stProgress"] * {transition: none !important;}</style>')
 
 
 def show_curves(steps: list[tuple[int, float]], epochs: list[EpochMetrics], steps_total: int,
                 epochs_total: int) -> None:
     """The live panel's charts: loss per step on top, loss and accuracy per epoch below."""
-    st.html(_STILL_PROGRESS)
     st.plotly_chart(step_figure(steps, steps_total), theme="streamlit")
     c1, c2 = st.columns(2)
     loss_fig, acc_fig = epoch_figures(epochs, epochs_total)

@@ -148,6 +148,8 @@ with right:
                 b1.button("Pause", icon=":material/pause:", on_click=job.pause, width="stretch")
             b2.button("Stop", icon=":material/stop:", on_click=job.stop, width="stretch")
 
+        tv.still_progress_bars()
+
         # Only this part redraws twice a second, and only while the run is live.
         @st.fragment(run_every=0.5 if live else None)
         def run_panel(live: bool):
