@@ -54,8 +54,9 @@ def test_train_page_streams_pauses_and_survives_navigation(app_server, browser_p
     page.get_by_role("option", name=re.compile("^modern")).click()
     expect(page.get_by_role("combobox", name="Activation")).to_have_value("relu")  # the preset set it
     wait_for_app(page)
-    set_number(page, "Epochs", 12)
-    # 256 tiny images in batches of 16: 16 steps an epoch, 192 in all: a few seconds of curves.
+    set_number(page, "Epochs", 40)
+    # 256 tiny images in batches of 16: 16 steps an epoch, 640 in all: several seconds of curves,
+    # long enough to see the progress line, pause, resume and change page while it trains.
     batch = page.get_by_role("slider", name="Batch size")
     batch.focus()
     batch.press("Home")
@@ -69,7 +70,7 @@ def test_train_page_streams_pauses_and_survives_navigation(app_server, browser_p
     first = points_when_changed(page, 0)
     second = points_when_changed(page, first)
     assert second > first, "the loss curve should grow while training"
-    expect(page.get_by_text(re.compile(r"Epoch \d+ of 12 · step [\d,]+ of 192 · .* · CPU"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Epoch \d+ of 40 · step [\d,]+ of 640 · .* · CPU"))).to_be_visible()
 
     page.get_by_role("button", name="Pause").click()
     expect(page.get_by_text("run 1 · paused")).to_be_visible()
@@ -82,7 +83,7 @@ def test_train_page_streams_pauses_and_survives_navigation(app_server, browser_p
     wait_for_app(page)
     page.get_by_role("link", name="Train").first.click()
     expect(page.get_by_text(re.compile(r"run 1 · (training|finished)"))).to_be_visible()
-    expect(page.get_by_role("spinbutton", name="Epochs")).to_have_value("12")  # the controls are kept too
+    expect(page.get_by_role("spinbutton", name="Epochs")).to_have_value("40")  # the controls are kept too
 
     expect(page.get_by_text("run 1 · finished")).to_be_visible(timeout=60_000)
     expect(page.get_by_text("samples/s on average")).to_be_visible()
