@@ -1,7 +1,10 @@
 """Process-wide settings for the Streamlit server (kept light: app.py imports it)."""
 import gc
+import threading
 
 _frozen = False
+_warm_up: threading.Thread | None = None
+_warm_up_lock = threading.Lock()
 
 
 def freeze_long_lived_objects() -> None:
@@ -18,3 +21,25 @@ def freeze_long_lived_objects() -> None:
     if not _frozen:
         _frozen = True
         gc.freeze()
+
+
+def warm_up_training() -> threading.Thread:
+    """Do, in the background, the one-off work of a process's first training run.
+
+    PyTorch imports its compiler stack (torch._dynamo) the first time any optimizer is made:
+    about 1 s on the build machine, which made the first Start wait about 2 s for its first
+    point while later runs took a fraction of a second. Started when the Train page is first
+    shown, the import is done by the time Start is pressed; the objects it made are frozen
+    like the rest. Once per process; returns the thread."""
+    global _warm_up
+    with _warm_up_lock:
+        if _warm_up is None:
+            def work():
+                import torch
+
+                torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+                gc.freeze()
+
+            _warm_up = threading.Thread(target=work, name="lenet-warm-up", daemon=True)
+            _warm_up.start()
+        return _warm_up

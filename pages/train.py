@@ -2,12 +2,14 @@
 import streamlit as st
 
 from lenet_app import train_view as tv
+from lenet_app.runtime import warm_up_training
 from lenet_app.state import (DATASET_LABELS, device_info, ensure_app_frame, forget_data_failures, get_data,
                              missing_data_markdown, session_runs)
 from lenet_core.model import ACTIVATIONS, INITS, MAX_CONV_LAYERS, MAX_DENSE_LAYERS, PADDINGS, POOLINGS, PRESETS
 from lenet_core.train import OPTIMIZERS
 
 ensure_app_frame()
+warm_up_training()
 
 k = tv.key
 KEEP = "session"  # every control keeps its value when you visit another page and come back
