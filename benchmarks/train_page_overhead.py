@@ -9,6 +9,7 @@ numbers are the mean of the epochs' EpochMetrics.samples_per_s (time in the
 training loop, evaluation excluded). The last line is `ratio <page/cli>`.
 
     python benchmarks/train_page_overhead.py [--rounds 2] [--epochs 1] [--preset classic]
+                                             [--server-env NAME=VALUE ...]
 """
 from __future__ import annotations
 
@@ -96,6 +97,8 @@ def main(argv=None):
     p.add_argument("--preset", default="classic", choices=("classic", "modern"))
     p.add_argument("--data-dir", default=os.environ.get("LENET_DATA_DIR") or str(ROOT.parent / "shared" / "data"))
     p.add_argument("--timeout", type=float, default=600, help="seconds one page run may take")
+    p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="an environment variable for the app server only, e.g. OMP_WAIT_POLICY=PASSIVE")
     args = p.parse_args(argv)
 
     from playwright.sync_api import sync_playwright
@@ -105,8 +108,9 @@ def main(argv=None):
     print(f"device {device_label(resolve_device('auto'))}  preset {args.preset}  batch {config.batch_size}  "
           f"epochs {config.epochs}  train images {len(data.train_images)}")
     tmp = Path(tempfile.mkdtemp(prefix="lenet-page-bench-"))
+    extra = dict(item.split("=", 1) for item in args.server_env)
     server = start_app({"LENET_DATA_DIR": str(Path(args.data_dir).resolve()), "LENET_CACHE_DIR": str(tmp / "cache"),
-                        "LENET_RUNS_DIR": str(tmp / "runs")})
+                        "LENET_RUNS_DIR": str(tmp / "runs"), **extra})
     cli, page_rates = [], []
     try:
         with sync_playwright() as pw:
