@@ -1,6 +1,7 @@
 """The Train page headless (AppTest), and the pure helpers behind it."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -157,11 +158,29 @@ def test_renders_with_data(data_env, page):
     assert not at.error
 
 
+def chart_specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def test_before_start_the_curves_have_empty_axes_sized_for_the_run(data_env, page):
+    at = page()
+    specs = chart_specs(at)
+    assert [s["layout"]["title"]["text"] for s in specs] == \
+        ["Training loss per step", "Loss per epoch", "Validation accuracy"]
+    assert all(len(trace["x"]) == 0 for s in specs for trace in s["data"])
+    # 256 tiny training images in batches of 128: 2 steps an epoch, 10 epochs
+    assert specs[0]["layout"]["xaxis"]["range"] == [0, 20]
+    at.number_input(key="train_epochs").set_value(4).run()
+    assert chart_specs(at)[0]["layout"]["xaxis"]["range"] == [0, 8]
+    assert chart_specs(at)[1]["layout"]["xaxis"]["range"] == [0.5, 4.5]
+
+
 def test_no_data_says_what_is_missing_and_start_is_off(no_data_env, page):
     at = page()
     assert start_button(at).disabled
     text = errors(at)
     assert "fashion-mnist data set is not available" in text and "LENET_DATA_DIR" in text
+    assert not at.get("plotly_chart"), "no empty curves for a run that cannot start"
     at.selectbox(key="train_dataset").set_value("mnist").run()
     assert "mnist data set is not available" in errors(at) and start_button(at).disabled
 
