@@ -13,7 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from lenet_core import DataUnavailableError, ImageData, load_dataset
-from lenet_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from lenet_core.checkpoint import Checkpoint, CheckpointError, list_runs, load_checkpoint, load_run, runs_root
 from lenet_core.data import DATASETS, candidate_dirs, find_local
 from lenet_core.model import LeNet
 from lenet_core.train import TrainConfig, TrainingJob, device_label, resolve_device
@@ -37,7 +37,7 @@ class ModelEntry:
     model: LeNet
     dataset: str
     classes: tuple[str, ...]
-    source: str                     # shipped | session | uploaded
+    source: str                     # shipped | saved | session | uploaded
     metrics: dict = field(default_factory=dict)
 
     @property
@@ -163,9 +163,41 @@ def finished_checkpoint(run: SessionRun) -> Checkpoint | None:
     return run.checkpoint
 
 
+MAX_SAVED_RUNS = 20
+
+
+@st.cache_resource(show_spinner=False, max_entries=4 * MAX_SAVED_RUNS)
+def _saved_run_entry(path: str, modified: float) -> ModelEntry | None:
+    """One run folder's model, loaded once per version of its checkpoint (`modified`)."""
+    try:
+        ckpt = load_run(path)
+    except CheckpointError:
+        return None
+    ckpt.model.eval().requires_grad_(False)
+    acc = ckpt.metrics.get("test_accuracy")
+    label = f"{Path(path).name} (saved run, {DATASET_LABELS.get(ckpt.dataset, ckpt.dataset)}" + \
+            (f", {acc:.1%})" if acc is not None else ")")
+    return ModelEntry(f"saved:{path}", label, ckpt.model, ckpt.dataset, ckpt.classes, "saved", ckpt.metrics)
+
+
+def saved_run_models() -> list[ModelEntry]:
+    """The newest run folders under the runs folder (`runs/`, or LENET_RUNS_DIR), e.g. saved by
+    `python -m lenet_core train --out runs/NAME`; folders that are not runs are skipped."""
+    entries = []
+    for info in list_runs(runs_root())[:MAX_SAVED_RUNS]:
+        try:
+            modified = (info.path / "checkpoint.pt").stat().st_mtime
+        except OSError:
+            continue
+        if (entry := _saved_run_entry(str(info.path.resolve()), modified)) is not None:
+            entries.append(entry)
+    return entries
+
+
 def available_models(dataset: str | None = None) -> list[ModelEntry]:
-    """Shipped models first, then this session's finished runs (optionally one data set's)."""
-    entries = list(shipped_models().values())
+    """Shipped models first, then saved run folders, then this session's finished runs
+    (optionally only one data set's)."""
+    entries = list(shipped_models().values()) + saved_run_models()
     for run in session_runs().values():
         ckpt = finished_checkpoint(run)
         if ckpt is not None:

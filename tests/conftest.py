@@ -39,6 +39,13 @@ def tiny_data_dir(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def no_saved_runs(monkeypatch, tmp_path_factory):
+    """The app lists the run folders under LENET_RUNS_DIR (default: runs/ in the project):
+    tests see an empty one unless they set their own, whatever a developer has saved there."""
+    monkeypatch.setenv("LENET_RUNS_DIR", str(tmp_path_factory.mktemp("no-runs")))
+
+
 @pytest.fixture(scope="session")
 def app_env(tmp_path_factory, tiny_data_dir) -> dict[str, str]:
     """Environment for the app under test: tiny data, and runs/cache that start empty."""

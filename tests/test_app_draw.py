@@ -3,12 +3,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
 import lenet_core.data
 from lenet_core.activations import predict_proba
-from lenet_core.checkpoint import load_checkpoint
+from lenet_core.checkpoint import load_checkpoint, save_run
 from lenet_core.preprocess import digit_from_rgba, image_to_tensor, rgba_to_png_data_url
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
@@ -106,3 +107,30 @@ def test_fashion_model_says_it_sees_garments(draw_page):
     assert not at.exception
     assert any("garments, not digits" in i.value for i in at.info)
     assert prediction(at) in lenet_core.data.FASHION_CLASSES
+
+
+def test_a_saved_run_folder_is_offered_and_used(no_data, monkeypatch, tmp_path):
+    """Run folders under LENET_RUNS_DIR (e.g. from `python -m lenet_core train --out runs/NAME`)
+    appear in the model picker; a folder whose checkpoint is damaged is left out, silently."""
+    runs = tmp_path / "runs"
+    ckpt = load_checkpoint(DIGITS)
+    with torch.no_grad():
+        ckpt.model.net.output.bias[3] += 100.0  # this run answers 3 to everything
+    save_run(runs / "always-three", ckpt)
+    save_run(runs / "broken", load_checkpoint(DIGITS))
+    (runs / "broken" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    monkeypatch.setenv("LENET_RUNS_DIR", str(runs))
+
+    at = AppTest.from_file(str(APP), default_timeout=30)
+    at.run()
+    at.switch_page("pages/draw.py").run()
+    picker = at.selectbox(key="draw_model")
+    assert [o for o in picker.options if o.startswith("always-three (saved run, MNIST digits")], picker.options
+    assert not any("broken" in label for label in picker.options), picker.options
+    assert picker.value == "shipped:digits"  # the shipped model stays the default
+
+    picker.set_value(f"saved:{(runs / 'always-three').resolve()}").run()
+    at.session_state["draw_canvas"] = canvas_value(drawing("7"))
+    at.run()
+    assert not at.exception
+    assert prediction(at) == "3"
