@@ -20,7 +20,9 @@ for col, (path, title, icon, what) in zip(st.columns(len(PAGES)), PAGES):
 
 # Imported only now: torch comes with it (1.5-2 s on a cold start), and the text above is
 # already on screen while it loads.
-from lenet_app.state import DATASET_LABELS, device_info, ensure_app_frame, local_data_status, shipped_models  # noqa: E402
+from lenet_app.state import (DATASET_LABELS, device_info, ensure_app_frame, local_data_status,  # noqa: E402
+                             saved_run_models, shipped_models)
+from lenet_core.checkpoint import runs_root  # noqa: E402
 
 ensure_app_frame()
 col_device, col_data, col_models = st.columns(3, gap="large")
@@ -49,3 +51,6 @@ with col_models:
         detail = detail.rstrip(")").removeprefix("shipped, ")
         acc = entry.metrics.get("test_accuracy")
         st.markdown(f"**{name}**: {detail}" + (f", **{acc:.1%}** test accuracy" if acc is not None else ""))
+    if saved := saved_run_models():
+        st.caption(f"Saved runs in `{runs_root()}/`, offered on Draw, Activations and Evaluate too: "
+                   + ", ".join(e.label.replace("saved run, ", "") for e in saved))

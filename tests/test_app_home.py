@@ -68,3 +68,17 @@ def test_home_without_shipped_models_points_to_train(env, monkeypatch, tmp_path)
     monkeypatch.setattr(state, "MODELS_DIR", tmp_path / "no_models")
     at = open_home()
     assert "No shipped models were found" in at.warning[0].value
+
+
+def test_home_mentions_saved_run_folders(env, monkeypatch, tmp_path):
+    from lenet_core.checkpoint import load_checkpoint, save_run
+
+    at = open_home()
+    assert not any("Saved runs" in c.value for c in at.caption)  # none saved yet
+    runs = tmp_path / "runs"
+    save_run(runs / "before-class", load_checkpoint(Path(__file__).resolve().parents[1] / "models" / "digits"
+                                                    / "checkpoint.pt"))
+    monkeypatch.setenv("LENET_RUNS_DIR", str(runs))
+    at = open_home()
+    caption = next(c.value for c in at.caption if "Saved runs" in c.value)
+    assert "before-class (MNIST digits, 97.9%)" in caption and str(runs) in caption
