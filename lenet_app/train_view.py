@@ -263,10 +263,6 @@ def _figure(traces: list[dict], title: str, height: int, xaxis: dict, yaxis: dic
         "xaxis": xaxis, "yaxis": yaxis, **layout}}
 
 
-def step_loss_figure(snap: Snapshot) -> dict:
-    return step_figure(snap.steps, snap.total_steps)
-
-
 def step_figure(steps: list[tuple[int, float]], total_steps: int) -> dict:
     step, raw, smooth = step_curve(steps, total_steps)
     return _figure(
@@ -298,7 +294,7 @@ def epoch_figures(epochs: list[EpochMetrics], total_epochs: int) -> tuple[dict, 
 
 def total_steps(config: TrainConfig, data: ImageData | None) -> int:
     """Optimizer steps a run of `config` will take on `data` (0 when there is no data)."""
-    return math.ceil(len(data.train_images) / config.batch_size) * config.epochs if data is not None else 0
+    return config.steps_per_epoch(len(data.train_images)) * config.epochs if data is not None else 0
 
 
 def still_progress_bars() -> None:

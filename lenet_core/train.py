@@ -35,6 +35,10 @@ class TrainConfig:
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 
+    def steps_per_epoch(self, n_train: int) -> int:
+        """Optimizer steps in one epoch over `n_train` images (the last batch may be smaller)."""
+        return math.ceil(n_train / self.batch_size)
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["model"] = self.model.to_dict()
@@ -222,7 +226,7 @@ class Trainer:
         model.to(dev, memory_format=self.memory_format)
         data = data.to(dev)
         n = len(data.train_images)
-        batches = math.ceil(n / cfg.batch_size)
+        batches = cfg.steps_per_epoch(n)
         optimizer = make_optimizer(cfg, model.parameters())
         gen = torch.Generator().manual_seed(cfg.seed)
         epochs: list[EpochMetrics] = []
