@@ -163,6 +163,16 @@ def finished_checkpoint(run: SessionRun) -> Checkpoint | None:
     return run.checkpoint
 
 
+def model_label(name: str, ckpt: Checkpoint, kind: str = "") -> str:
+    """'name (kind, data set, accuracy)' for a model picker; kind and accuracy when known."""
+    acc = ckpt.metrics.get("test_accuracy")
+    details = [kind] if kind else []
+    details.append(DATASET_LABELS.get(ckpt.dataset, ckpt.dataset))
+    if acc is not None:
+        details.append(f"{acc:.1%}")
+    return f"{name} ({', '.join(details)})"
+
+
 MAX_SAVED_RUNS = 20
 
 
@@ -174,17 +184,15 @@ def _saved_run_entry(path: str, modified: float) -> ModelEntry | None:
     except CheckpointError:
         return None
     ckpt.model.eval().requires_grad_(False)
-    acc = ckpt.metrics.get("test_accuracy")
-    label = f"{Path(path).name} (saved run, {DATASET_LABELS.get(ckpt.dataset, ckpt.dataset)}" + \
-            (f", {acc:.1%})" if acc is not None else ")")
-    return ModelEntry(f"saved:{path}", label, ckpt.model, ckpt.dataset, ckpt.classes, "saved", ckpt.metrics)
+    return ModelEntry(f"saved:{path}", model_label(Path(path).name, ckpt, "saved run"), ckpt.model, ckpt.dataset,
+                      ckpt.classes, "saved", ckpt.metrics)
 
 
 def saved_run_models() -> list[ModelEntry]:
     """The newest run folders under the runs folder (`runs/`, or LENET_RUNS_DIR), e.g. saved by
     `python -m lenet_core train --out runs/NAME`; folders that are not runs are skipped."""
     entries = []
-    for info in list_runs(runs_root())[:MAX_SAVED_RUNS]:
+    for info in list_runs(runs_root(), limit=MAX_SAVED_RUNS):
         try:
             modified = (info.path / "checkpoint.pt").stat().st_mtime
         except OSError:
@@ -201,10 +209,7 @@ def available_models(dataset: str | None = None) -> list[ModelEntry]:
     for run in session_runs().values():
         ckpt = finished_checkpoint(run)
         if ckpt is not None:
-            acc = ckpt.metrics.get("test_accuracy")
-            label = f"{run.name} ({DATASET_LABELS.get(ckpt.dataset, ckpt.dataset)}" + \
-                    (f", {acc:.1%})" if acc is not None else ")")
-            entries.append(ModelEntry(run.key, label, ckpt.model, ckpt.dataset, ckpt.classes,
+            entries.append(ModelEntry(run.key, model_label(run.name, ckpt), ckpt.model, ckpt.dataset, ckpt.classes,
                                       "uploaded" if run.job is None else "session", ckpt.metrics))
     return [e for e in entries if dataset is None or e.dataset == dataset]
 

@@ -142,11 +142,13 @@ class RunInfo:
     saved_at: str
 
 
-def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
-    """Run directories under `root` (newest first); damaged ones are skipped."""
+def list_runs(root: str | os.PathLike | None = None, limit: int | None = None) -> list[RunInfo]:
+    """Run directories under `root` (newest first, at most `limit`); damaged ones are skipped."""
     root = Path(root) if root else runs_root()
     runs = []
     for d in sorted(root.glob("*/"), key=lambda p: p.stat().st_mtime, reverse=True) if root.is_dir() else []:
+        if limit is not None and len(runs) >= limit:
+            break
         try:
             info = json.loads((d / "run.json").read_text())
             config = TrainConfig.from_dict(json.loads((d / "config.json").read_text()))

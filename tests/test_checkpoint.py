@@ -84,6 +84,9 @@ def test_run_directories_list_and_reload(tmp_path):
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert metrics["steps"] == [[1, 2.3], [2, 2.1]] and metrics["epochs"][0]["val_acc"] == 0.75
     assert load_run(tmp_path / "a").config.seed == 1
+    os.utime(tmp_path / "a", (1, 1))  # "a" the oldest folder, junk (skipped) the newest: the limit counts runs
+    assert [r.path.name for r in list_runs(tmp_path, limit=1)] == ["b"]
+    assert len(list_runs(tmp_path, limit=2)) == 2
 
 
 def test_shipped_models_load_and_meet_their_bars():
