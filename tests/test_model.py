@@ -111,3 +111,26 @@ def test_config_round_trips_through_a_dict():
         ModelConfig.from_dict({**cfg.to_dict(), "dropout": 0.5})
     with pytest.raises(ConfigError):
         preset("huge")
+
+
+def test_flatten_hands_a_channels_last_input_a_channels_last_gradient():
+    """The trainer's channels-last layout survives the flatten on the way back (pooling's
+    backward is slow on mixed layouts); values and gradients match nn.Flatten's."""
+    from lenet_core.model import Flatten
+
+    torch.manual_seed(0)
+    base = torch.randn(4, 16, 5, 5)
+    weights = torch.randn(4, 400)
+    grads = {}
+    for name, layer, fmt in (("ours", Flatten(), torch.channels_last), ("torch", torch.nn.Flatten(), torch.contiguous_format)):
+        x = base.clone().contiguous(memory_format=fmt).requires_grad_()
+        out = layer(x)
+        assert torch.equal(out, base.flatten(1))
+        (out * weights).sum().backward()
+        grads[name] = x.grad
+    assert grads["ours"].is_contiguous(memory_format=torch.channels_last) and not grads["ours"].is_contiguous()
+    assert torch.equal(grads["ours"], grads["torch"])
+    # An NCHW input takes nn.Flatten's own path.
+    x = base.clone().requires_grad_()
+    Flatten()(x).sum().backward()
+    assert x.grad.is_contiguous()
