@@ -82,7 +82,8 @@ def device_label(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return f"GPU ({torch.cuda.get_device_name(device)})"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"CPU ({n} thread{'s' if n != 1 else ''})"
 
 
 def make_optimizer(config: TrainConfig, params):

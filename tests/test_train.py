@@ -182,3 +182,16 @@ def test_evaluate_can_keep_each_prediction(tiny):
     assert torch.allclose(result["confidence"], probs.max(1).values, atol=1e-6)
     assert result["accuracy"] == pytest.approx((result["predictions"] == tiny.test_labels).float().mean().item())
     assert "predictions" not in evaluate(model, tiny.test_images, tiny.test_labels)
+
+
+def test_device_label_names_the_cpu_threads():
+    from lenet_core.train import device_label
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert device_label("cpu") == "CPU (1 thread)"
+        torch.set_num_threads(2)
+        assert device_label("cpu") == "CPU (2 threads)"
+    finally:
+        torch.set_num_threads(before)
