@@ -1,0 +1,127 @@
+"""What streaming a live panel twice a second costs the browser, with no training running.
+
+Serves a small Streamlit script (from this project's folder, so its
+.streamlit/config.toml applies) whose only content is a fragment that reruns
+every 0.5 s, like the Train page's live panel, and measures Chromium's CPU
+use over a window of steady streaming. Three kinds of page, alternating:
+
+- idle: the same page without the fragment (nothing changes);
+- progress: the fragment draws a progress bar with a line of text only;
+- panel: the fragment draws the Train page's live panel, progress bar and the
+  three Plotly charts (lenet_app.train_view.show_curves), fed with made-up
+  curves that grow the way a 10-epoch `classic` run does (about 45 steps per
+  update).
+
+Training is what pays for the browser's CPU time on a small machine
+(train_page_overhead.py), so "progress" is the floor any Streamlit page that
+updates twice a second pays here, and "panel" minus "progress" is what the
+charts add. Prints Chromium's CPU use in cores for each kind of page.
+
+    python benchmarks/streaming_cost.py [--rounds 2] [--seconds 10] [--start-step 0] [--max-points N]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from browser import VIEWPORT, launch_chromium, start_app, wait_for_app  # noqa: E402
+from train_page_overhead import cpu_seconds  # noqa: E402
+
+PAGE = '''
+import math, os, sys, time
+sys.path.insert(0, {root!r})
+import streamlit as st
+from lenet_app import train_view as tv
+from lenet_core.train import EpochMetrics
+
+KIND = os.environ["LENET_STREAM_KIND"]
+START = int(os.environ["LENET_STREAM_START"])
+if os.environ.get("LENET_STREAM_MAX_POINTS"):
+    tv.MAX_POINTS = int(os.environ["LENET_STREAM_MAX_POINTS"])
+STEPS_PER_EPOCH, EPOCHS, STEPS_PER_S = 469, 10, 90
+st.title("Streaming cost: " + KIND)
+tv.still_progress_bars()
+if "t0" not in st.session_state:
+    st.session_state.t0 = time.time()
+
+
+def curves(n):
+    steps = [(i + 1, 0.4 + 1.9 * math.exp(-i / 300) + 0.1 * math.sin(i)) for i in range(n)]
+    epochs = [EpochMetrics(e, 0.5 + 1 / e, 0.8, 0.55 + 1 / e, 0.85 - 0.2 / e, 12000.0, 5.0)
+              for e in range(1, n // STEPS_PER_EPOCH + 1)]
+    return steps, epochs
+
+
+@st.fragment(run_every=0.5 if KIND != "idle" else None)
+def panel():
+    n = (START + int((time.time() - st.session_state.t0) * STEPS_PER_S)) % (STEPS_PER_EPOCH * EPOCHS) + 1
+    st.progress(n / (STEPS_PER_EPOCH * EPOCHS), text=f"step {{n:,}} of {{STEPS_PER_EPOCH * EPOCHS:,}}")
+    if KIND == "panel":
+        steps, epochs = curves(n)
+        tv.show_curves(steps, epochs, STEPS_PER_EPOCH * EPOCHS, EPOCHS)
+
+
+panel()
+'''
+
+
+def measure(kind: str, script: Path, seconds: float, env: dict[str, str]) -> float:
+    """Chromium's CPU use, in cores, over `seconds` of steady streaming of one kind of page."""
+    from playwright.sync_api import sync_playwright
+
+    server = start_app({"LENET_STREAM_KIND": kind, **env}, script=script)
+    try:
+        with sync_playwright() as pw:
+            browser = launch_chromium(pw)
+            page = browser.new_context(viewport=VIEWPORT).new_page()
+            page.goto(server.url)
+            wait_for_app(page)
+            page.get_by_text("Streaming cost").wait_for()
+            page.wait_for_timeout(3000)  # past the first render and Plotly's loading
+            c0, t0 = cpu_seconds({"chromium", "chrome"}), time.monotonic()
+            time.sleep(seconds)
+            cores = (cpu_seconds({"chromium", "chrome"}) - c0) / (time.monotonic() - t0)
+            browser.close()
+    finally:
+        server.stop()
+    return cores
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=10.0, help="length of each measuring window")
+    p.add_argument("--start-step", type=int, default=0,
+                   help="step of the made-up run the curves start at (4,690 steps in all), e.g. 3000 for late in a run")
+    p.add_argument("--max-points", type=int, default=None,
+                   help="points per curve of the step chart (default: the Train page's own limit)")
+    args = p.parse_args(argv)
+    env = {"LENET_STREAM_START": str(args.start_step)}
+    if args.max_points:
+        env["LENET_STREAM_MAX_POINTS"] = str(args.max_points)
+
+    with tempfile.TemporaryDirectory(prefix="lenet-stream-") as tmp:
+        script = Path(tmp) / "stream_page.py"
+        script.write_text(PAGE.format(root=str(ROOT)))
+        kinds = ("idle", "progress", "panel")
+        results: dict[str, list[float]] = {k: [] for k in kinds}
+        for r in range(1, args.rounds + 1):
+            for kind in kinds if r % 2 else kinds[::-1]:
+                results[kind].append(measure(kind, script, args.seconds, env))
+                print(f"round {r}: {kind:8s} Chromium {results[kind][-1]:.2f} cores")
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"median Chromium CPU while streaming twice a second: idle {med['idle']:.2f}, "
+          f"progress bar only {med['progress']:.2f}, live panel with its three charts {med['panel']:.2f} cores")
+    print(f"charts add {med['panel'] - med['progress']:.2f} cores")
+
+
+if __name__ == "__main__":
+    main()
