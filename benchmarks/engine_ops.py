@@ -1,6 +1,6 @@
 """Where a training step of lenet_core's engine spends its time, operator by operator.
 
-Runs the engine's CPU step (channels-last, as Trainer does) on Fashion-MNIST
+Runs the engine's CPU step (in the memory layout Trainer uses) on Fashion-MNIST
 batches and times every ATen operator it calls, in place, with a wall clock
 around each call (a TorchDispatchMode). Unlike torch.profiler's self time,
 this is the time the step waits for each operator, threads included. The
@@ -25,7 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lenet_core.data import load_dataset  # noqa: E402
 from lenet_core.model import preset  # noqa: E402
-from lenet_core.train import TrainConfig, as_input, build_model, make_optimizer  # noqa: E402
+from lenet_core.train import Trainer, TrainConfig, as_input, build_model, make_optimizer  # noqa: E402
 
 
 class OpTimer(TorchDispatchMode):
@@ -56,7 +56,7 @@ def main(argv=None):
 
     config = TrainConfig(model=preset(args.preset), batch_size=args.batch_size, device="cpu")
     data = load_dataset("fashion-mnist", args.data_dir)
-    fmt = torch.channels_last
+    fmt = Trainer(config).memory_format  # the layout the engine trains in on this device
     model = build_model(config).to(memory_format=fmt).train()
     optimizer = make_optimizer(config, model.parameters())
     order = torch.randperm(len(data.train_images), generator=torch.Generator().manual_seed(0))
