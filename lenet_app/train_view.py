@@ -255,12 +255,33 @@ def step_curve(steps: list[tuple[int, float]], total_steps: int | None = None, m
 
 # Live figures are plain Plotly specs (dicts): building go.Figure objects twice a
 # second costs the training thread more GIL time than the drawing itself.
+#
+# Their margins and y ranges are fixed here, not left to Plotly: on every redraw its
+# automatic margins measure each label and its autorange picks new ticks, which was
+# about a sixth of the browser's CPU time while the panel streams (Chromium used 0.237
+# cores with them and 0.201 without, medians of 5 alternating windows of
+# benchmarks/streaming_cost.py's panel), CPU that training on the same small machine
+# pays for.
+LIVE_MARGIN = {"l": 60, "r": 10, "t": 50, "b": 45}
+
 
 def _figure(traces: list[dict], title: str, height: int, xaxis: dict, yaxis: dict, **layout) -> dict:
     return {"data": traces, "layout": {
-        "title": {"text": title}, "height": height, "margin": {"l": 10, "r": 10, "t": 50, "b": 10},
+        "title": {"text": title}, "height": height, "margin": LIVE_MARGIN,
         "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
-        "xaxis": xaxis, "yaxis": yaxis, **layout}}
+        "xaxis": {**xaxis, "automargin": False}, "yaxis": {**yaxis, "automargin": False}, **layout}}
+
+
+def loss_axis(*series) -> dict:
+    """A y axis from 0 to a little above the largest finite value of `series`; Plotly's
+    own autorange (from 0) when there is none, e.g. before the first step or after a
+    run diverged to NaN from its first step."""
+    values = np.concatenate([np.asarray(s, dtype=float).ravel() for s in series]) if series else np.array([])
+    values = values[np.isfinite(values)]
+    axis = {"title": {"text": "loss"}, "rangemode": "tozero"}
+    if len(values) and values.max() > 0:
+        axis["range"] = [0.0, float(values.max()) * 1.05]
+    return axis
 
 
 def step_figure(steps: list[tuple[int, float]], total_steps: int) -> dict:
@@ -271,7 +292,7 @@ def step_figure(steps: list[tuple[int, float]], total_steps: int) -> dict:
          {"type": "scatter", "x": step, "y": smooth, "name": "smoothed", "mode": "lines", "line": {"width": 3}}],
         "Training loss per step", 320,
         xaxis={"title": {"text": "step"}, "range": [0, max(total_steps, len(steps), 1)]},
-        yaxis={"title": {"text": "loss"}, "rangemode": "tozero"})
+        yaxis=loss_axis(raw, smooth))
 
 
 def epoch_figures(epochs: list[EpochMetrics], total_epochs: int) -> tuple[dict, dict]:
@@ -279,11 +300,11 @@ def epoch_figures(epochs: list[EpochMetrics], total_epochs: int) -> tuple[dict, 
     xaxis = {"title": {"text": "epoch"}, "range": [0.5, total_epochs + 0.5]}
     if total_epochs <= 20:
         xaxis["dtick"] = 1
+    train_loss, val_loss = [m.train_loss for m in epochs], [m.val_loss for m in epochs]
     loss = _figure(
-        [{"type": "scatter", "x": x, "y": [m.train_loss for m in epochs], "name": "train", "mode": "lines+markers"},
-         {"type": "scatter", "x": x, "y": [m.val_loss for m in epochs], "name": "validation",
-          "mode": "lines+markers"}],
-        "Loss per epoch", 300, xaxis, {"title": {"text": "loss"}, "rangemode": "tozero"})
+        [{"type": "scatter", "x": x, "y": train_loss, "name": "train", "mode": "lines+markers"},
+         {"type": "scatter", "x": x, "y": val_loss, "name": "validation", "mode": "lines+markers"}],
+        "Loss per epoch", 300, xaxis, loss_axis(train_loss, val_loss))
     acc = _figure(
         [{"type": "scatter", "x": x, "y": [m.val_acc for m in epochs], "name": "validation",
           "mode": "lines+markers", "line": {"width": 3}}],

@@ -13,7 +13,7 @@ import lenet_core.data
 from lenet_app import state, train_view as tv
 from lenet_core.checkpoint import Checkpoint, checkpoint_bytes
 from lenet_core.model import ModelConfig
-from lenet_core.train import TrainConfig, build_model
+from lenet_core.train import EpochMetrics, TrainConfig, build_model
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "pages/train.py"
@@ -57,6 +57,22 @@ def test_step_curve_is_bounded_and_smoothed():
     assert len(s) <= tv.MAX_POINTS and s[0] == 1 and s[-1] == 10_000
     assert abs(smooth[-1] - 1.0) < 0.1 and set(raw) <= {0.0, 2.0}
     assert tv.ema([3.0, 3.0])[0] == pytest.approx(3.0)  # debiased: no drag towards 0
+
+
+def test_live_charts_fix_their_margins_and_loss_ranges_over_every_finite_value():
+    steps = [(1, 2.6), (2, float("nan")), (3, 1.0), (4, float("inf")), (5, 0.5)]
+    step = tv.step_figure(steps, 100)
+    lo, hi = step["layout"]["yaxis"]["range"]
+    assert lo == 0 and 2.6 < hi < 2.6 * 1.1  # the largest raw loss shows; NaN and inf are left out
+    epochs = [EpochMetrics(1, 2.3, 0.1, 2.1, 0.2, 1000.0, 1.0), EpochMetrics(2, 1.2, 0.5, 3.4, 0.6, 1000.0, 1.0)]
+    loss, acc = tv.epoch_figures(epochs, 5)
+    assert 3.4 < loss["layout"]["yaxis"]["range"][1] < 3.4 * 1.1  # validation above train is still in
+    for fig in (step, loss, acc):
+        assert fig["layout"]["xaxis"]["automargin"] is False and fig["layout"]["yaxis"]["automargin"] is False
+    # Nothing finite to scale to (no steps yet, or NaN from the first step): Plotly's autorange from 0.
+    for empty in ([], [(1, float("nan"))]):
+        axis = tv.step_figure(empty, 100)["layout"]["yaxis"]
+        assert "range" not in axis and axis["rangemode"] == "tozero"
 
 
 @pytest.mark.parametrize("decay", [0.0, 0.3, 0.9, 0.98])
