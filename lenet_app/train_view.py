@@ -253,8 +253,9 @@ def step_curve(steps: list[tuple[int, float]], total_steps: int | None = None, m
     return downsample(s, loss, ema(loss, smoothing(total_steps or len(steps))), max_points=max_points)
 
 
-# Live figures are plain Plotly specs (dicts): building go.Figure objects twice a
-# second costs the training thread more GIL time than the drawing itself.
+# Live figures are plain Plotly specs (dicts); st.plotly_chart validates them once,
+# as it would a go.Figure's. A step chart of 2,000 points takes about 4 ms of the
+# server's time to build, validate and serialise, twice a second.
 #
 # Their margins and y ranges are fixed here, not left to Plotly: on every redraw its
 # automatic margins measure each label and its autorange picks new ticks, which was
