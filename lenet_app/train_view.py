@@ -255,7 +255,7 @@ def step_curve(steps: list[tuple[int, float]], total_steps: int | None = None, m
 
 # Live figures are plain Plotly specs (dicts); st.plotly_chart validates them once,
 # as it would a go.Figure's. A step chart of 2,000 points takes about 4 ms of the
-# server's time to build, validate and serialise, twice a second.
+# server's time to build, validate and serialise, at every redraw.
 #
 # Their margins and y ranges are fixed here, not left to Plotly: on every redraw its
 # automatic margins measure each label and its autorange picks new ticks, which was
@@ -319,11 +319,23 @@ def total_steps(config: TrainConfig, data: ImageData | None) -> int:
     return config.steps_per_epoch(len(data.train_images)) * config.epochs if data is not None else 0
 
 
+def refresh_seconds(device: torch.device) -> float:
+    """How often the live panel redraws while a run trains on `device`.
+
+    A run on the CPU shares the cores with the browser, and torch's ops wait for their
+    slowest thread, so every redraw costs training more than the browser's own share.
+    On the 2-core build machine (benchmarks/train_page_overhead.py, 2-epoch runs) the page
+    kept 0.64-0.65 of the CLI's speed redrawing every 0.5 s, 0.66-0.80 every 0.75 s and
+    0.82-0.90 every second. A GPU run leaves the cores to the browser and ends in seconds,
+    so it gets the smoother half-second refresh."""
+    return 0.5 if device.type == "cuda" else 1.0
+
+
 def still_progress_bars() -> None:
     """Streamlit animates a progress bar's width for a moment after every update. Twice a
     second, on the 2-core build machine, that animation alone kept Chromium busy for about 7%
     of a core, taken from training; with this style on the page the bar jumps instead. Sent
-    once per page run, not by the fragment that redraws twice a second."""
+    once per page run, not by the fragment that redraws the live panel."""
     st.html('<style>[data-testid="stProgress"] * {transition: none !important;}</style>')
 
 

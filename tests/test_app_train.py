@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 import lenet_core.data
@@ -73,6 +74,14 @@ def test_live_charts_fix_their_margins_and_loss_ranges_over_every_finite_value()
     for empty in ([], [(1, float("nan"))]):
         axis = tv.step_figure(empty, 100)["layout"]["yaxis"]
         assert "range" not in axis and axis["rangemode"] == "tozero"
+
+
+def test_the_live_panel_redraws_less_often_when_training_shares_the_cpu():
+    # Each redraw takes CPU time from a run on the CPU (benchmarks/train_page_overhead.py),
+    # but should still come often enough to watch the curves move.
+    cpu, gpu = tv.refresh_seconds(torch.device("cpu")), tv.refresh_seconds(torch.device("cuda"))
+    assert 1.0 <= cpu <= 2.0
+    assert 0 < gpu < cpu
 
 
 @pytest.mark.parametrize("decay", [0.0, 0.3, 0.9, 0.98])
