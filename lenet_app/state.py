@@ -20,11 +20,12 @@ from lenet_core.train import TrainConfig, TrainingJob, device_label, resolve_dev
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / "models"
-SHIPPED = {  # folder -> label
-    "digits": "Digits (shipped, MNIST)",
-    "fashion-classic": "Fashion classic (shipped, the chapter's LeNet-5)",
-    "fashion-modern": "Fashion modern (shipped, ReLU + max pooling)",
+SHIPPED = {  # folder -> (name, what it is)
+    "digits": ("Digits", "MNIST"),
+    "fashion-classic": ("Fashion classic", "the chapter's LeNet-5"),
+    "fashion-modern": ("Fashion modern", "ReLU + max pooling"),
 }
+KIND_LABELS = {"shipped": "shipped", "saved": "saved run"}  # session and uploaded runs go by their name
 DATASET_LABELS = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST digits"}
 
 
@@ -33,30 +34,45 @@ class ModelEntry:
     """A model a page can use: shipped, trained in this session, or uploaded."""
 
     key: str
-    label: str
+    name: str
     model: LeNet
     dataset: str
     classes: tuple[str, ...]
     source: str                     # shipped | saved | session | uploaded
     metrics: dict = field(default_factory=dict)
+    note: str = ""                  # what a shipped model is, said in place of data set and accuracy
 
     @property
     def is_digits(self) -> bool:
         return self.dataset == "mnist"
+
+    @property
+    def details(self) -> list[str]:
+        """What a picker says about it after its name and kind: the note, or data set and accuracy."""
+        if self.note:
+            return [self.note]
+        acc = self.metrics.get("test_accuracy")
+        return [DATASET_LABELS.get(self.dataset, self.dataset)] + ([f"{acc:.1%}"] if acc is not None else [])
+
+    @property
+    def label(self) -> str:
+        """'name (kind, details)' for a model picker, e.g. 'run 2 (saved run, Fashion-MNIST, 85.1%)'."""
+        kind = KIND_LABELS.get(self.source)
+        return f"{self.name} ({', '.join(([kind] if kind else []) + self.details)})"
 
 
 @st.cache_resource(show_spinner=False)
 def shipped_models() -> dict[str, ModelEntry]:
     """The models in models/, loaded once per server; never trained further."""
     out = {}
-    for folder, label in SHIPPED.items():
+    for folder, (name, note) in SHIPPED.items():
         try:
             ckpt = load_checkpoint(MODELS_DIR / folder / "checkpoint.pt")
         except CheckpointError:
             continue
         ckpt.model.eval().requires_grad_(False)
-        out[f"shipped:{folder}"] = ModelEntry(f"shipped:{folder}", label, ckpt.model, ckpt.dataset,
-                                              ckpt.classes, "shipped", ckpt.metrics)
+        out[f"shipped:{folder}"] = ModelEntry(f"shipped:{folder}", name, ckpt.model, ckpt.dataset,
+                                              ckpt.classes, "shipped", ckpt.metrics, note)
     return out
 
 
@@ -163,16 +179,6 @@ def finished_checkpoint(run: SessionRun) -> Checkpoint | None:
     return run.checkpoint
 
 
-def model_label(name: str, ckpt: Checkpoint, kind: str = "") -> str:
-    """'name (kind, data set, accuracy)' for a model picker; kind and accuracy when known."""
-    acc = ckpt.metrics.get("test_accuracy")
-    details = [kind] if kind else []
-    details.append(DATASET_LABELS.get(ckpt.dataset, ckpt.dataset))
-    if acc is not None:
-        details.append(f"{acc:.1%}")
-    return f"{name} ({', '.join(details)})"
-
-
 MAX_SAVED_RUNS = 20
 
 
@@ -184,8 +190,8 @@ def _saved_run_entry(path: str, modified: float) -> ModelEntry | None:
     except CheckpointError:
         return None
     ckpt.model.eval().requires_grad_(False)
-    return ModelEntry(f"saved:{path}", model_label(Path(path).name, ckpt, "saved run"), ckpt.model, ckpt.dataset,
-                      ckpt.classes, "saved", ckpt.metrics)
+    return ModelEntry(f"saved:{path}", Path(path).name, ckpt.model, ckpt.dataset, ckpt.classes, "saved",
+                      ckpt.metrics)
 
 
 def saved_run_models() -> list[ModelEntry]:
@@ -209,7 +215,7 @@ def available_models(dataset: str | None = None) -> list[ModelEntry]:
     for run in session_runs().values():
         ckpt = finished_checkpoint(run)
         if ckpt is not None:
-            entries.append(ModelEntry(run.key, model_label(run.name, ckpt), ckpt.model, ckpt.dataset, ckpt.classes,
+            entries.append(ModelEntry(run.key, run.name, ckpt.model, ckpt.dataset, ckpt.classes,
                                       "uploaded" if run.job is None else "session", ckpt.metrics))
     return [e for e in entries if dataset is None or e.dataset == dataset]
 

@@ -47,10 +47,9 @@ with col_models:
     if not models:
         st.warning("No shipped models were found in models/: train one on the Train page.")
     for entry in models.values():
-        name, _, detail = entry.label.partition(" (")
-        detail = detail.rstrip(")").removeprefix("shipped, ")
         acc = entry.metrics.get("test_accuracy")
-        st.markdown(f"**{name}**: {detail}" + (f", **{acc:.1%}** test accuracy" if acc is not None else ""))
+        st.markdown(f"**{entry.name}**: {', '.join(entry.details)}"
+                    + (f", **{acc:.1%}** test accuracy" if acc is not None else ""))
     if saved := saved_run_models():
         st.caption(f"Saved runs in `{runs_root()}/`, offered on Draw, Activations and Evaluate too: "
-                   + ", ".join(e.label.replace("saved run, ", "") for e in saved))
+                   + ", ".join(f"{e.name} ({', '.join(e.details)})" for e in saved))

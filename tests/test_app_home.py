@@ -52,9 +52,8 @@ def test_home_shows_device_data_sets_and_shipped_models(env):
     shipped = state.shipped_models()
     assert shipped, "models/ should ship at least one model"
     for entry in shipped.values():
-        name = entry.label.partition(" (")[0]
         acc = entry.metrics.get("test_accuracy")
-        assert f"**{name}**" in text and (acc is None or f"**{acc:.1%}** test accuracy" in text)
+        assert f"**{entry.name}**: {entry.note}" in text and (acc is None or f"**{acc:.1%}** test accuracy" in text)
 
 
 def test_home_names_the_gpu_when_there_is_one(env, monkeypatch):
@@ -82,3 +81,16 @@ def test_home_mentions_saved_run_folders(env, monkeypatch, tmp_path):
     at = open_home()
     caption = next(c.value for c in at.caption if "Saved runs" in c.value)
     assert "before-class (MNIST digits, 97.9%)" in caption and str(runs) in caption
+
+
+def test_home_lists_saved_run_folders_by_name_data_set_and_accuracy(env, monkeypatch):
+    from lenet_core.checkpoint import load_checkpoint, save_run
+    runs = env.parent / "runs"
+    ckpt = load_checkpoint(state.MODELS_DIR / "digits" / "checkpoint.pt")
+    save_run(runs / "my-digits", ckpt)
+    monkeypatch.setenv("LENET_RUNS_DIR", str(runs))
+    at = open_home()
+    caption = "\n".join(c.value for c in at.caption)
+    acc = ckpt.metrics["test_accuracy"]
+    assert f"my-digits (MNIST digits, {acc:.1%})" in caption, caption
+    assert "saved run" not in caption  # the caption already says they are saved runs
