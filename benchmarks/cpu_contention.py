@@ -1,7 +1,7 @@
 """What a part-time competitor for the CPU, like a browser redrawing charts, costs training.
 
 The Train page's training shares the build machine's two cores with Chromium,
-which redraws the live panel twice a second (benchmarks/streaming_cost.py).
+which redraws the live panel while it trains (benchmarks/streaming_cost.py).
 This benchmark stands a plain busy loop in for the browser, so the effect can be
 measured without one: a separate process that burns `duty` of one core in one
 burst every `period` seconds. In one process, alternating, it trains one epoch of

@@ -1,23 +1,23 @@
-"""What streaming a live panel twice a second costs the browser, with no training running.
+"""What streaming the live panel costs the browser, with no training running.
 
 Serves a small Streamlit script (from this project's folder, so its
-.streamlit/config.toml applies) whose only content is a fragment that reruns
-every 0.5 s, like the Train page's live panel, and measures Chromium's CPU
+.streamlit/config.toml applies) whose only content is a fragment that reruns as
+often as the Train page's live panel does on the CPU (every second; `--every`
+to change it), and measures Chromium's CPU
 use over a window of steady streaming. Three kinds of page, alternating:
 
 - idle: the same page without the fragment (nothing changes);
 - progress: the fragment draws a progress bar with a line of text only;
 - panel: the fragment draws the Train page's live panel, progress bar and the
   three Plotly charts (lenet_app.train_view.show_curves), fed with made-up
-  curves that grow the way a 10-epoch `classic` run does (about 45 steps per
-  update).
+  curves that grow the way a 10-epoch `classic` run does (90 steps a second).
 
 Training is what pays for the browser's CPU time on a small machine
 (train_page_overhead.py), so "progress" is the floor any Streamlit page that
-updates twice a second pays here, and "panel" minus "progress" is what the
+updates as often pays here, and "panel" minus "progress" is what the
 charts add. Prints Chromium's CPU use in cores for each kind of page.
 
-    python benchmarks/streaming_cost.py [--rounds 2] [--seconds 10] [--start-step 0] [--max-points N]
+    python benchmarks/streaming_cost.py [--rounds 2] [--seconds 10] [--every S] [--start-step 0] [--max-points N]
 """
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from browser import VIEWPORT, launch_chromium, start_app, wait_for_app  # noqa: E402
 from train_page_overhead import cpu_seconds  # noqa: E402
+import torch  # noqa: E402
+from lenet_app import train_view as tv  # noqa: E402
 
 PAGE = '''
 import math, os, sys, time
@@ -44,6 +46,7 @@ from lenet_core.train import EpochMetrics
 
 KIND = os.environ["LENET_STREAM_KIND"]
 START = int(os.environ["LENET_STREAM_START"])
+EVERY = float(os.environ["LENET_STREAM_EVERY"])
 if os.environ.get("LENET_STREAM_MAX_POINTS"):
     tv.MAX_POINTS = int(os.environ["LENET_STREAM_MAX_POINTS"])
 STEPS_PER_EPOCH, EPOCHS, STEPS_PER_S = 469, 10, 90
@@ -60,7 +63,7 @@ def curves(n):
     return steps, epochs
 
 
-@st.fragment(run_every=0.5 if KIND != "idle" else None)
+@st.fragment(run_every=EVERY if KIND != "idle" else None)
 def panel():
     n = (START + int((time.time() - st.session_state.t0) * STEPS_PER_S)) % (STEPS_PER_EPOCH * EPOCHS) + 1
     st.progress(n / (STEPS_PER_EPOCH * EPOCHS), text=f"step {{n:,}} of {{STEPS_PER_EPOCH * EPOCHS:,}}")
@@ -99,12 +102,15 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--seconds", type=float, default=10.0, help="length of each measuring window")
+    p.add_argument("--every", type=float, default=None,
+                   help="seconds between redraws (default: the Train page's on the CPU)")
     p.add_argument("--start-step", type=int, default=0,
                    help="step of the made-up run the curves start at (4,690 steps in all), e.g. 3000 for late in a run")
     p.add_argument("--max-points", type=int, default=None,
                    help="points per curve of the step chart (default: the Train page's own limit)")
     args = p.parse_args(argv)
-    env = {"LENET_STREAM_START": str(args.start_step)}
+    every = args.every or tv.refresh_seconds(torch.device("cpu"))
+    env = {"LENET_STREAM_START": str(args.start_step), "LENET_STREAM_EVERY": str(every)}
     if args.max_points:
         env["LENET_STREAM_MAX_POINTS"] = str(args.max_points)
 
@@ -118,7 +124,7 @@ def main(argv=None):
                 results[kind].append(measure(kind, script, args.seconds, env))
                 print(f"round {r}: {kind:8s} Chromium {results[kind][-1]:.2f} cores")
     med = {k: statistics.median(v) for k, v in results.items()}
-    print(f"median Chromium CPU while streaming twice a second: idle {med['idle']:.2f}, "
+    print(f"median Chromium CPU while streaming, a redraw every {every:g} s: idle {med['idle']:.2f}, "
           f"progress bar only {med['progress']:.2f}, live panel with its three charts {med['panel']:.2f} cores")
     print(f"charts add {med['panel'] - med['progress']:.2f} cores")
 
