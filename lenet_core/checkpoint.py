@@ -5,7 +5,7 @@ import io
 import json
 import os
 import pickle
-import tempfile
+import secrets
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -37,15 +37,16 @@ class Checkpoint:
 
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # Not mkstemp: its files are private (0600), and a checkpoint is meant to be shared. Created
+    # with 0666, the kernel applies the umask itself; reading the umask with os.umask would set
+    # it process-wide for a moment, and the app writes files from several threads.
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; a checkpoint is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -33,6 +33,23 @@ def test_round_trip_rebuilds_the_same_model(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left behind
 
 
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_saved_files_follow_the_umask_and_leave_it_alone(tmp_path, monkeypatch, umask, mode):
+    # The umask is process-wide: setting it, even for a moment, would affect files other
+    # threads create meanwhile. Saving must let the kernel apply it instead.
+    previous = os.umask(umask)
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(os, "umask", lambda *a: pytest.fail("saving must not touch the umask"))
+            path = save_checkpoint(tmp_path / "m.pt", make_ckpt())
+            save_run(tmp_path / "run", make_ckpt())
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == mode
+    assert {f.stat().st_mode & 0o777 for f in (tmp_path / "run").iterdir()} == {mode}
+    assert not [f for f in tmp_path.rglob("*.tmp")]
+
+
 class Exploit:
     def __reduce__(self):
         return (os.system, (f"touch {os.environ['EXPLOIT_SENTINEL']}",))
