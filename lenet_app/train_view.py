@@ -388,9 +388,11 @@ def summary_text(snap: Snapshot) -> str:
 SETTING_LABELS = {
     "dataset": "data set", "activation": "activation", "pooling": "pooling", "kernel_size": "kernel",
     "padding": "padding", "conv_channels": "conv channels", "dense_widths": "dense widths", "init": "init",
-    "optimizer": "optimizer", "lr": "lr", "batch_size": "batch", "epochs": "epochs", "seed": "seed",
+    "optimizer": "optimizer", "lr": "lr", "batch_size": "batch", "seed": "seed",
     "device": "device", "start": "start",
 }
+# The planned number of epochs is not a column of its own: the "epochs" column shows it next to
+# how many a run has trained ("55 of 200"), which is what differs between a stopped run and a finished one.
 
 
 def flat_settings(config: TrainConfig) -> dict[str, str]:
@@ -439,7 +441,7 @@ def runs_table(views: list[RunView]) -> list[dict]:
         rows.append({"run": v.run.name, "status": v.status,
                      **{SETTING_LABELS[c]: v.settings[c] for c in columns},
                      "val accuracy": last.val_acc if last else None,
-                     "epochs": len(v.epochs),
+                     "epochs": f"{len(v.epochs)} of {v.settings['epochs']}",
                      "samples/s": round(rate) if rate else None,
                      "time": duration(v.elapsed_s)})
     return rows

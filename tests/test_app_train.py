@@ -100,6 +100,17 @@ def test_only_differing_settings_are_columns():
     assert tv.differing_settings([tv.flat_settings(a)]) == []
 
 
+
+def test_runs_table_shows_epochs_trained_against_planned_in_one_column():
+    from types import SimpleNamespace
+    stopped, finished = TrainConfig(epochs=200), TrainConfig(epochs=3, lr=0.05)
+    epoch = EpochMetrics(1, 1.0, 0.5, 1.1, 0.6, 1000.0, 1.0)
+    views = [tv.RunView(SimpleNamespace(name="run 1"), "stopped", [epoch] * 55, [], 6.0, tv.flat_settings(stopped)),
+             tv.RunView(SimpleNamespace(name="run 2"), "finished", [epoch] * 3, [], 1.0, tv.flat_settings(finished))]
+    rows = tv.runs_table(views)
+    assert [r["epochs"] for r in rows] == ["55 of 200", "3 of 3"]
+    assert list(rows[0]) == ["run", "status", "lr", "val accuracy", "epochs", "samples/s", "time"]
+
 def test_junk_is_not_a_checkpoint():
     ckpt, error = tv.read_checkpoint(b"definitely not a checkpoint")
     assert ckpt is None and "not a LeNet Lab checkpoint" in error
