@@ -21,6 +21,7 @@ from lenet_core.data import ImageData
 from lenet_core.model import MAX_CONV_LAYERS, MAX_DENSE_LAYERS, PRESETS, ConfigError, ModelConfig, layer_summary
 from lenet_core.train import EpochMetrics, Snapshot, TrainConfig, TrainingJob, build_model
 
+from .live_chart import live_plotly_chart
 from .state import (DATASET_LABELS, SessionRun, add_run, finished_checkpoint, get_data, missing_data_markdown,
                     session_runs)
 
@@ -319,16 +320,11 @@ def total_steps(config: TrainConfig, data: ImageData | None) -> int:
     return config.steps_per_epoch(len(data.train_images)) * config.epochs if data is not None else 0
 
 
-def refresh_seconds(device: torch.device) -> float:
-    """How often the live panel redraws while a run trains on `device`.
-
-    A run on the CPU shares the cores with the browser, and torch's ops wait for their
-    slowest thread, so every redraw costs training more than the browser's own share.
-    On the 2-core build machine (benchmarks/train_page_overhead.py, 2-epoch runs) the page
-    kept 0.64-0.65 of the CLI's speed redrawing every 0.5 s, 0.66-0.80 every 0.75 s and
-    0.82-0.90 every second. A GPU run leaves the cores to the browser and ends in seconds,
-    so it gets the smoother half-second refresh."""
-    return 0.5 if device.type == "cuda" else 1.0
+# How often the live panel redraws while a run trains: twice a second, on the CPU too.
+# Each redraw takes browser CPU time that a run on a small machine's CPU pays for
+# (benchmarks/train_page_overhead.py); what keeps that small is the charts updating in
+# place (live_chart) rather than a slower refresh.
+REFRESH_SECONDS = 0.5
 
 
 def still_progress_bars() -> None:
@@ -341,12 +337,13 @@ def still_progress_bars() -> None:
 
 def show_curves(steps: list[tuple[int, float]], epochs: list[EpochMetrics], steps_total: int,
                 epochs_total: int) -> None:
-    """The live panel's charts: loss per step on top, loss and accuracy per epoch below."""
-    st.plotly_chart(step_figure(steps, steps_total), theme="streamlit")
+    """The live panel's charts: loss per step on top, loss and accuracy per epoch below.
+    The browser updates them in place from one redraw to the next (live_chart)."""
+    live_plotly_chart(step_figure(steps, steps_total), "loss-per-step")
     c1, c2 = st.columns(2)
     loss_fig, acc_fig = epoch_figures(epochs, epochs_total)
-    c1.plotly_chart(loss_fig, theme="streamlit")
-    c2.plotly_chart(acc_fig, theme="streamlit")
+    live_plotly_chart(loss_fig, "loss-per-epoch", c1)
+    live_plotly_chart(acc_fig, "val-accuracy", c2)
 
 
 def duration(seconds: float | None) -> str:

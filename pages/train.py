@@ -152,9 +152,8 @@ with right:
 
         tv.still_progress_bars()
 
-        # Only this part redraws (each second on the CPU, twice a second on a GPU), and only
-        # while the run is live.
-        @st.fragment(run_every=tv.refresh_seconds(job.device) if live else None)
+        # Only this part redraws (twice a second), and only while the run is live.
+        @st.fragment(run_every=tv.REFRESH_SECONDS if live else None)
         def run_panel(live: bool):
             if live and not job.alive:
                 st.rerun()  # the run just ended: redraw the whole page once, statically

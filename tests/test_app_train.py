@@ -76,12 +76,8 @@ def test_live_charts_fix_their_margins_and_loss_ranges_over_every_finite_value()
         assert "range" not in axis and axis["rangemode"] == "tozero"
 
 
-def test_the_live_panel_redraws_less_often_when_training_shares_the_cpu():
-    # Each redraw takes CPU time from a run on the CPU (benchmarks/train_page_overhead.py),
-    # but should still come often enough to watch the curves move.
-    cpu, gpu = tv.refresh_seconds(torch.device("cpu")), tv.refresh_seconds(torch.device("cuda"))
-    assert 1.0 <= cpu <= 2.0
-    assert 0 < gpu < cpu
+def test_the_live_panel_redraws_at_least_twice_a_second():
+    assert 0 < tv.REFRESH_SECONDS <= 0.5
 
 
 @pytest.mark.parametrize("decay", [0.0, 0.3, 0.9, 0.98])
@@ -195,7 +191,9 @@ def test_renders_with_data(data_env, page):
 
 
 def chart_specs(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    """The figures of the live panel, in page order (drawn by lenet_app.live_chart's component)."""
+    return [json.loads(json.loads(c.proto.json)["figure"]) for c in at.get("bidi_component")
+            if c.proto.component_name == "lenet_live_plotly_chart"]
 
 
 def test_before_start_the_curves_have_empty_axes_sized_for_the_run(data_env, page):
@@ -211,12 +209,22 @@ def test_before_start_the_curves_have_empty_axes_sized_for_the_run(data_env, pag
     assert chart_specs(at)[1]["layout"]["xaxis"]["range"] == [0.5, 4.5]
 
 
+def test_live_charts_fall_back_to_plotly_chart_where_plotly_js_cannot_be_served(data_env, page, monkeypatch):
+    from lenet_app import live_chart
+    at = page()
+    assert all(f["layout"]["uirevision"] for f in chart_specs(at))  # a zoom survives the redraws
+    monkeypatch.setattr(live_chart, "available", lambda: False)  # e.g. started outside the project folder
+    at.run()
+    assert not at.exception and not chart_specs(at)
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert titles == ["Training loss per step", "Loss per epoch", "Validation accuracy"]
+
 def test_no_data_says_what_is_missing_and_start_is_off(no_data_env, page):
     at = page()
     assert start_button(at).disabled
     text = errors(at)
     assert "fashion-mnist data set is not available" in text and "LENET_DATA_DIR" in text
-    assert not at.get("plotly_chart"), "no empty curves for a run that cannot start"
+    assert not at.get("plotly_chart") and not chart_specs(at), "no empty curves for a run that cannot start"
     at.selectbox(key="train_dataset").set_value("mnist").run()
     assert "mnist data set is not available" in errors(at) and start_button(at).disabled
 

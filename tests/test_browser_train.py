@@ -71,6 +71,12 @@ def test_train_page_streams_pauses_and_survives_navigation(app_server, browser_p
     expect(page.get_by_text(re.compile(r"Epoch \d+ of 200 · step [\d,]+ of 3,200 · .* · CPU"))).to_be_visible()
     first = points_when_changed(page, 0)
     assert first > 0, "the loss curve should appear while training"
+    # The chart is updated in place, not rebuilt at each redraw (lenet_app/live_chart.py).
+    page.evaluate("() => { document.querySelector('.js-plotly-plot')._lenetMark = 'first'; }")
+    grown = points_when_changed(page, first)
+    assert grown > first
+    assert page.evaluate("() => document.querySelector('.js-plotly-plot')._lenetMark") == "first", \
+        "the live chart was rebuilt instead of updated"
 
     page.get_by_role("button", name="Pause").click()
     expect(page.get_by_text("run 1 · paused")).to_be_visible()
