@@ -2,20 +2,23 @@
 
 Serves a small Streamlit script (from this project's folder, so its
 .streamlit/config.toml applies) whose only content is a fragment that reruns as
-often as the Train page's live panel does on the CPU (every second; `--every`
-to change it), and measures Chromium's CPU
-use over a window of steady streaming. Three kinds of page, alternating:
+often as the Train page's live panel does (twice a second; `--every` to change
+it), and measures Chromium's CPU use over a window of steady streaming. Four
+kinds of page, alternating:
 
 - idle: the same page without the fragment (nothing changes);
 - progress: the fragment draws a progress bar with a line of text only;
-- panel: the fragment draws the Train page's live panel, progress bar and the
-  three Plotly charts (lenet_app.train_view.show_curves), fed with made-up
-  curves that grow the way a 10-epoch `classic` run does (90 steps a second).
+- rebuilt: the progress bar and the live panel's three Plotly charts drawn with
+  st.plotly_chart, which the browser rebuilds from scratch at every redraw;
+- live: the Train page's live panel itself (lenet_app.train_view.show_curves),
+  whose charts the browser updates in place (lenet_app.live_chart).
 
-Training is what pays for the browser's CPU time on a small machine
-(train_page_overhead.py), so "progress" is the floor any Streamlit page that
-updates as often pays here, and "panel" minus "progress" is what the
-charts add. Prints Chromium's CPU use in cores for each kind of page.
+The charts are fed with made-up curves that grow the way a 10-epoch `classic`
+run does (90 steps a second). Training is what pays for the browser's CPU time
+on a small machine (train_page_overhead.py), so "progress" is the floor any
+Streamlit page that updates as often pays here, and the others minus
+"progress" is what their charts add. Prints Chromium's CPU use in cores for
+each kind of page, and live / rebuilt.
 
     python benchmarks/streaming_cost.py [--rounds 2] [--seconds 10] [--every S] [--start-step 0] [--max-points N]
 """
@@ -34,8 +37,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from browser import VIEWPORT, launch_chromium, start_app, wait_for_app  # noqa: E402
 from train_page_overhead import cpu_seconds  # noqa: E402
-import torch  # noqa: E402
 from lenet_app import train_view as tv  # noqa: E402
+from lenet_app.live_chart import ensure_plotly_js  # noqa: E402
 
 PAGE = '''
 import math, os, sys, time
@@ -67,9 +70,17 @@ def curves(n):
 def panel():
     n = (START + int((time.time() - st.session_state.t0) * STEPS_PER_S)) % (STEPS_PER_EPOCH * EPOCHS) + 1
     st.progress(n / (STEPS_PER_EPOCH * EPOCHS), text=f"step {{n:,}} of {{STEPS_PER_EPOCH * EPOCHS:,}}")
-    if KIND == "panel":
+    if KIND in ("rebuilt", "live"):
         steps, epochs = curves(n)
-        tv.show_curves(steps, epochs, STEPS_PER_EPOCH * EPOCHS, EPOCHS)
+        total = STEPS_PER_EPOCH * EPOCHS
+        if KIND == "live":
+            tv.show_curves(steps, epochs, total, EPOCHS)
+        else:
+            st.plotly_chart(tv.step_figure(steps, total), theme="streamlit")
+            c1, c2 = st.columns(2)
+            loss, acc = tv.epoch_figures(epochs, EPOCHS)
+            c1.plotly_chart(loss, theme="streamlit")
+            c2.plotly_chart(acc, theme="streamlit")
 
 
 panel()
@@ -109,7 +120,7 @@ def main(argv=None):
     p.add_argument("--max-points", type=int, default=None,
                    help="points per curve of the step chart (default: the Train page's own limit)")
     args = p.parse_args(argv)
-    every = args.every or tv.refresh_seconds(torch.device("cpu"))
+    every = args.every or tv.REFRESH_SECONDS
     env = {"LENET_STREAM_START": str(args.start_step), "LENET_STREAM_EVERY": str(every)}
     if args.max_points:
         env["LENET_STREAM_MAX_POINTS"] = str(args.max_points)
@@ -117,7 +128,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="lenet-stream-") as tmp:
         script = Path(tmp) / "stream_page.py"
         script.write_text(PAGE.format(root=str(ROOT)))
-        kinds = ("idle", "progress", "panel")
+        ensure_plotly_js(Path(tmp) / "static")  # the live charts' plotly.js, served beside the script
+        kinds = ("idle", "progress", "rebuilt", "live")
         results: dict[str, list[float]] = {k: [] for k in kinds}
         for r in range(1, args.rounds + 1):
             for kind in kinds if r % 2 else kinds[::-1]:
@@ -125,9 +137,11 @@ def main(argv=None):
                 print(f"round {r}: {kind:8s} Chromium {results[kind][-1]:.2f} cores")
     med = {k: statistics.median(v) for k, v in results.items()}
     print(f"median Chromium CPU while streaming, a redraw every {every:g} s: idle {med['idle']:.2f}, "
-          f"progress bar only {med['progress']:.2f}, live panel with its three charts {med['panel']:.2f} cores")
-    print(f"charts add {med['panel'] - med['progress']:.2f} cores")
-
+          f"progress bar only {med['progress']:.2f}, charts rebuilt at each redraw {med['rebuilt']:.2f}, "
+          f"charts updated in place (the Train page) {med['live']:.2f} cores")
+    print(f"charts add {med['rebuilt'] - med['progress']:.2f} cores rebuilt, {med['live'] - med['progress']:.2f} "
+          f"updated in place")
+    print(f"ratio live/rebuilt {med['live'] / med['rebuilt']:.2f}")
 
 if __name__ == "__main__":
     main()
