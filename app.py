@@ -1,7 +1,9 @@
 """LeNet Lab: the frame. Pages live in pages/; the engine in lenet_core/."""
 import streamlit as st
 
-st.set_page_config(page_title="LeNet Lab", page_icon=":material/neurology:", layout="wide")
+from lenet_app.icon import favicon
+
+st.set_page_config(page_title="LeNet Lab", page_icon=favicon(), layout="wide")
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

@@ -8,6 +8,8 @@ from browser import screenshot, wait_for_app
 
 def test_home_renders(app_server, browser_page):
     page = browser_page
+    elsewhere = []  # the app must work offline: nothing is fetched from another host
+    page.on("request", lambda r: None if r.url.startswith(("data:", "blob:", app_server.url)) else elsewhere.append(r.url))
     page.goto(app_server.url)
     wait_for_app(page)
     main = page.get_by_test_id("stMain")
@@ -19,6 +21,7 @@ def test_home_renders(app_server, browser_page):
         expect(main.get_by_role("link", name=f"Open {link}")).to_be_visible()
     expect(main.get_by_text("Digits", exact=False).first).to_be_visible()
     screenshot(page, "home")
+    assert not elsewhere, elsewhere
 
 
 def test_evaluate_renders_and_opens_activations(app_server, browser_page):
