@@ -16,14 +16,16 @@ folder it cannot write), the chart falls back to `st.plotly_chart`.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
-import os
 import shutil
 from pathlib import Path
 
 import plotly.io
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from lenet_core.checkpoint import atomic_write
 
 PLOTLY_JS = "plotly.min.js"
 
@@ -91,14 +93,11 @@ _component = st.components.v2.component(
 def ensure_plotly_js(static_dir: Path) -> Path:
     """Copy the installed Plotly package's plotly.min.js into `static_dir`, unless the same
     file is already there; raises OSError when it cannot."""
-    import plotly
     source = Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
     target = static_dir / PLOTLY_JS
     if not target.exists() or target.stat().st_size != source.stat().st_size:
-        static_dir.mkdir(parents=True, exist_ok=True)
-        tmp = static_dir / f".{PLOTLY_JS}.{os.getpid()}.tmp"
-        shutil.copyfile(source, tmp)
-        tmp.replace(target)
+        with source.open("rb") as src:
+            atomic_write(target, lambda f: shutil.copyfileobj(src, f))
     return target
 
 
@@ -145,8 +144,5 @@ def live_plotly_chart(figure: dict, name: str, dg=None) -> None:
     data = {"figure": plotly.io.to_json(figure, validate=False),  # arrays as lists, NaN as null
             "src": f"app/static/{PLOTLY_JS}",
             "config": {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}}
-    if dg is None:
+    with dg if dg is not None else contextlib.nullcontext():
         _component(key=f"lenet-live-{name}", data=data)
-    else:
-        with dg:
-            _component(key=f"lenet-live-{name}", data=data)

@@ -35,7 +35,9 @@ class Checkpoint:
     steps: list[tuple[int, float]] = field(default_factory=list)
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Write `path` through `write(binary file)` all at once or not at all: a temporary file
+    beside it, renamed over it when complete, removed when `write` fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # Not mkstemp: its files are private (0600), and a checkpoint is meant to be shared. Created
     # with 0666, the kernel applies the umask itself; reading the umask with os.umask would set
@@ -72,7 +74,7 @@ def checkpoint_bytes(ckpt: Checkpoint) -> bytes:
 def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     path = Path(path)
     data = checkpoint_bytes(ckpt)
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
     return path
 
 
@@ -130,7 +132,7 @@ def save_run(run_dir: str | os.PathLike, ckpt: Checkpoint, status: str = "finish
                                          "steps": [[s, v] for s, v in ckpt.steps]}),
                        ("run.json", info)):
         text = json.dumps(obj, indent=1).encode()
-        _atomic_write(run_dir / fname, lambda f, t=text: f.write(t))
+        atomic_write(run_dir / fname, lambda f, t=text: f.write(t))
     return run_dir
 
 
