@@ -8,8 +8,8 @@ kinds of page, alternating:
 
 - idle: the same page without the fragment (nothing changes);
 - progress: the fragment draws a progress bar with a line of text only;
-- rebuilt: the progress bar and the live panel's three Plotly charts drawn with
-  st.plotly_chart, which the browser rebuilds from scratch at every redraw;
+- rebuilt: the same live panel with its charts drawn by st.plotly_chart (the
+  live charts' fallback), which the browser rebuilds from scratch at every redraw;
 - live: the Train page's live panel itself (lenet_app.train_view.show_curves),
   whose charts the browser updates in place (lenet_app.live_chart).
 
@@ -38,13 +38,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from browser import VIEWPORT, launch_chromium, start_app, wait_for_app  # noqa: E402
 from train_page_overhead import cpu_seconds  # noqa: E402
 from lenet_app import train_view as tv  # noqa: E402
-from lenet_app.live_chart import ensure_plotly_js  # noqa: E402
 
 PAGE = '''
 import math, os, sys, time
 sys.path.insert(0, {root!r})
 import streamlit as st
 from lenet_app import train_view as tv
+from lenet_app import live_chart
 from lenet_core.train import EpochMetrics
 
 KIND = os.environ["LENET_STREAM_KIND"]
@@ -53,6 +53,8 @@ EVERY = float(os.environ["LENET_STREAM_EVERY"])
 if os.environ.get("LENET_STREAM_MAX_POINTS"):
     tv.MAX_POINTS = int(os.environ["LENET_STREAM_MAX_POINTS"])
 STEPS_PER_EPOCH, EPOCHS, STEPS_PER_S = 469, 10, 90
+if KIND == "rebuilt":  # the live charts' own fallback: st.plotly_chart
+    live_chart.available = lambda: False
 st.title("Streaming cost: " + KIND)
 tv.still_progress_bars()
 if "t0" not in st.session_state:
@@ -72,15 +74,7 @@ def panel():
     st.progress(n / (STEPS_PER_EPOCH * EPOCHS), text=f"step {{n:,}} of {{STEPS_PER_EPOCH * EPOCHS:,}}")
     if KIND in ("rebuilt", "live"):
         steps, epochs = curves(n)
-        total = STEPS_PER_EPOCH * EPOCHS
-        if KIND == "live":
-            tv.show_curves(steps, epochs, total, EPOCHS)
-        else:
-            st.plotly_chart(tv.step_figure(steps, total), theme="streamlit")
-            c1, c2 = st.columns(2)
-            loss, acc = tv.epoch_figures(epochs, EPOCHS)
-            c1.plotly_chart(loss, theme="streamlit")
-            c2.plotly_chart(acc, theme="streamlit")
+        tv.show_curves(steps, epochs, STEPS_PER_EPOCH * EPOCHS, EPOCHS)
 
 
 panel()
@@ -114,7 +108,7 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--seconds", type=float, default=10.0, help="length of each measuring window")
     p.add_argument("--every", type=float, default=None,
-                   help="seconds between redraws (default: the Train page's on the CPU)")
+                   help="seconds between redraws (default: the Train page's)")
     p.add_argument("--start-step", type=int, default=0,
                    help="step of the made-up run the curves start at (4,690 steps in all), e.g. 3000 for late in a run")
     p.add_argument("--max-points", type=int, default=None,
@@ -128,7 +122,6 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="lenet-stream-") as tmp:
         script = Path(tmp) / "stream_page.py"
         script.write_text(PAGE.format(root=str(ROOT)))
-        ensure_plotly_js(Path(tmp) / "static")  # the live charts' plotly.js, served beside the script
         kinds = ("idle", "progress", "rebuilt", "live")
         results: dict[str, list[float]] = {k: [] for k in kinds}
         for r in range(1, args.rounds + 1):
@@ -142,6 +135,7 @@ def main(argv=None):
     print(f"charts add {med['rebuilt'] - med['progress']:.2f} cores rebuilt, {med['live'] - med['progress']:.2f} "
           f"updated in place")
     print(f"ratio live/rebuilt {med['live'] / med['rebuilt']:.2f}")
+
 
 if __name__ == "__main__":
     main()
