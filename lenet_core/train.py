@@ -288,7 +288,8 @@ class Trainer:
             epochs.append(metrics)
             self._emit("on_epoch_end", metrics)
         if status == "stopped":
-            message = f"Stopped by the user after {step} steps ({len(epochs)} full epochs)."
+            message = (f"Stopped by the user after {step} step{'s' * (step != 1)} "
+                       f"({len(epochs)} full epoch{'s' * (len(epochs) != 1)}).")
         elif status == "finished":
             message = f"Finished {cfg.epochs} epochs."
         model.to(memory_format=torch.contiguous_format).eval()
