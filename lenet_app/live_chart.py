@@ -13,11 +13,18 @@ once, from the Plotly Python package's own copy, served as an app static file
 `ensure_plotly_js`; the folder is git-ignored). Where that cannot work (static
 serving off because Streamlit was started outside the project folder, or a
 folder it cannot write), the chart falls back to `st.plotly_chart`.
+
+`live_panel` is the Train page's panel for a run that is training: a progress bar
+and the three curves, which it reads from a file that the server rewrites while
+the run trains (lenet_app.live_feed), so that no script run is needed to redraw it.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import re
+import zlib
 import shutil
 from pathlib import Path
 
@@ -28,12 +35,14 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from lenet_core.checkpoint import atomic_write
 
 PLOTLY_JS = "plotly.min.js"
+CHART_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
 
 # Streamlit's light theme, as its own Plotly template draws it, so live charts match the
 # other charts of the app.
 FONT = {"family": '"Source Sans", "Source Sans Pro", sans-serif', "size": 14, "color": "rgb(49, 51, 63)"}
 COLORWAY = ["#0068c9", "#83c9ff", "#ff2b2b", "#ffabab", "#29b09d", "#7defa1", "#ff8700", "#ffd16a",
             "#6d3fc0", "#d5dae5"]
+AXIS_KEY = re.compile(r"[xy]axis\d*")
 TITLE = {"x": 0, "xanchor": "left", "xref": "paper", "font": {"size": 16, "weight": 600}}
 AXIS = {"gridcolor": "#e6eaf1", "zeroline": False, "linecolor": "#e6eaf1", "tickfont": {"color": "#808495"},
         "title": {"font": {"color": "#808495"}}}
@@ -89,6 +98,142 @@ _component = st.components.v2.component(
     isolate_styles=False,  # plotly.js puts its styles in the page's head
 )
 
+_PANEL_JS = r"""
+const panels = new WeakMap();
+
+function plotly(src) {
+  if (!window.__lenetPlotly) {
+    window.__lenetPlotly = new Promise((resolve, reject) => {
+      if (window.Plotly) return resolve(window.Plotly);
+      const script = document.createElement("script");
+      script.src = src;
+      script.onload = () => resolve(window.Plotly);
+      script.onerror = () => { window.__lenetPlotly = null; reject(new Error(src)); };
+      document.head.appendChild(script);
+    });
+  }
+  return window.__lenetPlotly;
+}
+
+// Draw the newest payload; one draw at a time, skipping payloads that a newer one replaced.
+async function drain(panel) {
+  if (panel.drawing) return;
+  panel.drawing = true;
+  try {
+    while (panel.latest) {
+      const payload = panel.latest;
+      panel.latest = null;
+      const progress = panel.root.querySelector(".lenet-progress");
+      progress.style.display = payload.progress === null ? "none" : "";
+      if (payload.progress !== null) {
+        const text = progress.querySelector(".lenet-progress-text");
+        if (text.textContent !== payload.text) text.textContent = payload.text;
+        progress.querySelector(".lenet-progress-fill").style.width = (100 * payload.progress).toFixed(2) + "%";
+      }
+      const Plotly = await plotly(panel.data.src);
+      for (const [name, figure] of Object.entries(payload.figures)) {
+        if (panel.drawn[name] === payload.versions[name]) continue;  // e.g. the epoch charts mid-epoch
+        panel.drawn[name] = payload.versions[name];
+        const node = panel.root.querySelector('[data-chart="' + name + '"]');
+        await Plotly.react(node, figure.data, figure.layout, panel.data.config);
+      }
+      if (payload.ended) finish(panel);
+    }
+  } catch (err) {
+    panel.root.querySelector(".lenet-progress-text").textContent =
+      "The live panel could not draw (" + err.message + "). Reload the page.";
+  } finally {
+    panel.drawing = false;
+  }
+}
+
+// The run has ended (or its feed is gone): stop reading and ask Streamlit for one rerun,
+// which draws the final state.
+function finish(panel) {
+  if (panel.ended) return;
+  panel.ended = true;
+  clearInterval(panel.timer);
+  panel.timer = null;
+  panel.setTriggerValue("ended", true);
+}
+
+async function poll(panel) {
+  if (panel.fetching || panel.ended) return;
+  panel.fetching = true;
+  try {
+    const response = await fetch(panel.data.feed + "?t=" + Date.now(), { cache: "no-store" });
+    if (!response.ok) throw new Error("HTTP " + response.status);
+    panel.latest = await response.json();
+    panel.misses = 0;
+    drain(panel);
+  } catch (err) {
+    // A read that met the file being replaced fails now and then: the next one will do.
+    // Ten seconds of failures means the feed is gone (e.g. the server restarted).
+    panel.misses += 1;
+    if (panel.misses * panel.data.every_ms >= 10000) finish(panel);
+  } finally {
+    panel.fetching = false;
+  }
+}
+
+export default function (component) {
+  const { data, parentElement, setTriggerValue } = component;
+  let panel = panels.get(parentElement);
+  if (!panel || panel.data.feed !== data.feed) {
+    if (panel) clearInterval(panel.timer);
+    panel = { root: parentElement.querySelector(".lenet-live-panel"), drawn: {}, latest: null,
+              drawing: false, fetching: false, misses: 0, ended: false, timer: null };
+    panels.set(parentElement, panel);
+  }
+  panel.data = data;
+  panel.setTriggerValue = setTriggerValue;
+  panel.latest = JSON.parse(data.payload);  // the state when the page was drawn, until the first read
+  drain(panel);
+  if (data.feed && !panel.timer && !panel.ended) panel.timer = setInterval(() => poll(panel), data.every_ms);
+  return () => {
+    clearInterval(panel.timer);
+    panel.timer = null;
+    panel.ended = true;
+    panels.delete(parentElement);
+  };
+}
+"""
+
+# Laid out like the Streamlit elements it replaces: st.progress above the loss chart,
+# then the two epoch charts side by side as in st.columns(2).
+_PANEL_HTML = """
+<div class="lenet-live-panel">
+  <div class="lenet-progress" data-testid="lenet-live-progress">
+    <div class="lenet-progress-text"></div>
+    <div class="lenet-progress-track"><div class="lenet-progress-fill"></div></div>
+  </div>
+  <div class="lenet-chart" data-chart="loss-per-step"></div>
+  <div class="lenet-chart-row">
+    <div class="lenet-chart" data-chart="loss-per-epoch"></div>
+    <div class="lenet-chart" data-chart="val-accuracy"></div>
+  </div>
+</div>
+"""
+
+_PANEL_CSS = """
+.lenet-live-panel { display: flex; flex-direction: column; gap: 1rem; width: 100%; }
+.lenet-progress-text { font-size: 0.875rem; line-height: 1.6; margin-bottom: 0.25rem;
+  color: var(--st-text-color, rgb(49, 51, 63)); font-family: var(--st-font, "Source Sans", sans-serif); }
+.lenet-progress-track { height: 0.5rem; border-radius: 0.5rem; overflow: hidden;
+  background: var(--st-secondary-background-color, #f0f2f6); }
+.lenet-progress-fill { height: 100%; width: 0; background: var(--st-primary-color, #ff4b4b); }
+.lenet-chart { width: 100%; min-width: 0; }
+.lenet-chart-row { display: grid; grid-template-columns: 1fr 1fr; gap: 1rem; }
+"""
+
+_panel = st.components.v2.component(
+    "lenet_live_panel",
+    html=_PANEL_HTML,
+    css=_PANEL_CSS,
+    js=_PANEL_JS,
+    isolate_styles=False,  # plotly.js puts its styles in the page's head
+)
+
 
 def ensure_plotly_js(static_dir: Path) -> Path:
     """Copy the installed Plotly package's plotly.min.js into `static_dir`, unless the same
@@ -102,20 +247,26 @@ def ensure_plotly_js(static_dir: Path) -> Path:
 
 
 @functools.lru_cache(maxsize=8)
-def _served_plotly_js(main_script: str) -> bool:
+def _served_plotly_js(static: Path) -> bool:
     try:
-        ensure_plotly_js(Path(main_script).resolve().parent / "static")
+        ensure_plotly_js(static)
         return True
     except OSError:
         return False
 
 
-def available() -> bool:
-    """Whether this app run can serve plotly.js to live charts (else they fall back)."""
+def static_dir() -> Path | None:
+    """The folder this app serves static files from (`/app/static/`), or None when it serves none."""
     ctx = get_script_run_ctx()
     if ctx is None or not st.get_option("server.enableStaticServing"):
-        return False
-    return _served_plotly_js(ctx.main_script_path)
+        return None
+    return Path(ctx.main_script_path).resolve().parent / "static"
+
+
+def available() -> bool:
+    """Whether this app run can serve plotly.js to live charts (else they fall back)."""
+    folder = static_dir()
+    return folder is not None and _served_plotly_js(folder)
 
 
 def themed(figure: dict) -> dict:
@@ -126,23 +277,51 @@ def themed(figure: dict) -> dict:
     layout.setdefault("paper_bgcolor", "rgba(0,0,0,0)")
     layout.setdefault("plot_bgcolor", "rgba(0,0,0,0)")
     layout.setdefault("autosize", True)
-    for axis in ("xaxis", "yaxis"):
+    for axis in dict.fromkeys(["xaxis", "yaxis", *(k for k in layout if AXIS_KEY.fullmatch(k))]):  # xaxis2 too
         layout[axis] = {**AXIS, **layout.get(axis, {})}
     if "title" in layout:  # bold and on the left, as Streamlit draws titles, clear of a legend on the right
         layout["title"] = {**TITLE, **layout["title"]}
     return {**figure, "layout": layout}
 
 
+def figure_json(figure: dict, name: str) -> str:
+    """`figure` themed, as JSON for plotly.js (arrays as lists, NaN as null). Its `uirevision`
+    keeps a zoom or a hidden trace across redraws."""
+    figure = themed(figure)
+    figure["layout"].setdefault("uirevision", name)
+    return plotly.io.to_json(figure, validate=False)
+
+
 def live_plotly_chart(figure: dict, name: str, dg=None) -> None:
     """Draw `figure` (a Plotly spec as a dict) as the live chart `name`, unique on the page,
-    in `dg` or the main area. `uirevision` keeps a zoom or a hidden trace across redraws."""
+    in `dg` or the main area."""
     if not available():
         (dg or st).plotly_chart(figure, theme="streamlit")
         return
-    figure = themed(figure)
-    figure["layout"].setdefault("uirevision", name)
-    data = {"figure": plotly.io.to_json(figure, validate=False),  # arrays as lists, NaN as null
-            "src": f"app/static/{PLOTLY_JS}",
-            "config": {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}}
+    data = {"figure": figure_json(figure, name), "src": f"app/static/{PLOTLY_JS}", "config": CHART_CONFIG}
     with dg if dg is not None else contextlib.nullcontext():
         _component(key=f"lenet-live-{name}", data=data)
+
+
+def live_panel(payload: str, feed: str | None = None, every_s: float = 0.5) -> None:
+    """The Train page's panel: a progress bar over the loss chart, and the two epoch charts
+    side by side. `payload` is what to draw, as `panel_payload` makes it. With `feed` (a file
+    under the app's static folder, rewritten by lenet_app.live_feed while a run trains) the
+    browser reads the feed every `every_s` seconds and redraws what changed, and once the
+    feed says the run has ended it reruns the page. One panel per page; needs `available()`.
+    The browser keeps the panel's charts from one page run to the next and updates them."""
+    _panel(key="lenet-live-panel", on_ended_change=lambda: None,
+           data={"feed": f"app/static/{feed}" if feed else None, "payload": payload,
+                 "src": f"app/static/{PLOTLY_JS}", "config": CHART_CONFIG, "every_ms": round(every_s * 1000)})
+
+
+def panel_payload(figures: dict[str, dict], progress: float | None = None, text: str = "",
+                  ended: bool = False) -> str:
+    """JSON for `live_panel`: its charts by name ("loss-per-step", "loss-per-epoch",
+    "val-accuracy"), each with a version that changes only when the chart does, and the
+    progress bar (none when `progress` is None); `ended` tells a live panel to stop."""
+    charts = {name: figure_json(fig, name) for name, fig in figures.items()}
+    versions = {name: zlib.crc32(text.encode()) for name, text in charts.items()}
+    return (f'{{"ended": {json.dumps(ended)}, "progress": {json.dumps(progress)}, "text": {json.dumps(text)}, '
+            f'"versions": {json.dumps(versions)}, "figures": {{'
+            + ", ".join(f"{json.dumps(name)}: {chart}" for name, chart in charts.items()) + "}}")

@@ -12,15 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from lenet_core.checkpoint import Checkpoint, CheckpointError, checkpoint_bytes, load_checkpoint
 from lenet_core.data import ImageData
 from lenet_core.model import MAX_CONV_LAYERS, MAX_DENSE_LAYERS, PRESETS, ConfigError, ModelConfig, layer_summary
 from lenet_core.train import EpochMetrics, Snapshot, TrainConfig, TrainingJob, build_model
 
+from . import live_chart, live_feed
 from .live_chart import live_plotly_chart
 from .state import (DATASET_LABELS, SessionRun, add_run, finished_checkpoint, get_data, missing_data_markdown,
                     session_runs)
@@ -335,15 +334,44 @@ def still_progress_bars() -> None:
     st.html('<style>[data-testid="stProgress"] * {transition: none !important;}</style>')
 
 
+def curve_figures(steps: list[tuple[int, float]], epochs: list[EpochMetrics], steps_total: int,
+                  epochs_total: int) -> dict[str, dict]:
+    """The panel's charts by name, in page order."""
+    loss_fig, acc_fig = epoch_figures(epochs, epochs_total)
+    return {"loss-per-step": step_figure(steps, steps_total), "loss-per-epoch": loss_fig, "val-accuracy": acc_fig}
+
+
 def show_curves(steps: list[tuple[int, float]], epochs: list[EpochMetrics], steps_total: int,
                 epochs_total: int) -> None:
-    """The live panel's charts: loss per step on top, loss and accuracy per epoch below.
-    The browser updates them in place from one redraw to the next (live_chart)."""
-    live_plotly_chart(step_figure(steps, steps_total), "loss-per-step")
+    """The panel's charts as they stand: loss per step on top, loss and accuracy per epoch below.
+    The browser keeps them from one page run to the next and updates them in place
+    (live_chart); where it cannot, they are drawn with st.plotly_chart."""
+    figures = curve_figures(steps, epochs, steps_total, epochs_total)
+    if live_chart.available():
+        live_chart.live_panel(live_chart.panel_payload(figures))
+        return
+    st.plotly_chart(figures["loss-per-step"], theme="streamlit")
     c1, c2 = st.columns(2)
-    loss_fig, acc_fig = epoch_figures(epochs, epochs_total)
-    live_plotly_chart(loss_fig, "loss-per-epoch", c1)
-    live_plotly_chart(acc_fig, "val-accuracy", c2)
+    c1.plotly_chart(figures["loss-per-epoch"], theme="streamlit")
+    c2.plotly_chart(figures["val-accuracy"], theme="streamlit")
+
+
+def panel_json(snap: Snapshot, ended: bool) -> str:
+    """What the browser's live panel draws while `snap`'s run trains (lenet_app.live_feed)."""
+    figures = curve_figures(snap.steps, snap.epochs, snap.total_steps, snap.config.epochs)
+    return live_chart.panel_payload(figures, round(snap.progress, 5), progress_text(snap), ended)
+
+
+def show_live_panel(run: SessionRun) -> bool:
+    """Draw the panel of the live `run` fed by a file (lenet_app.live_feed), so the page does
+    not rerun to redraw it; False where that cannot work here (no static folder it can write):
+    then the caller redraws the panel with a fragment."""
+    folder = live_chart.static_dir() if live_chart.available() else None
+    feed = folder and live_feed.feed_for(run.job, folder / live_feed.FOLDER, panel_json, REFRESH_SECONDS)
+    if not feed:
+        return False
+    live_chart.live_panel(panel_json(run.job.snapshot(), False), f"{live_feed.FOLDER}/{feed.name}", REFRESH_SECONDS)
+    return True
 
 
 def duration(seconds: float | None) -> str:
@@ -444,26 +472,34 @@ def runs_table(views: list[RunView]) -> list[dict]:
     return rows
 
 
-def compare_figure(views: list[RunView]) -> go.Figure:
-    """Validation accuracy per epoch and smoothed loss per step of several runs, overlaid."""
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
-                        subplot_titles=("Validation accuracy per epoch", "Training loss per step (smoothed)"))
+def compare_figure(views: list[RunView]) -> dict:
+    """Validation accuracy per epoch and smoothed loss per step of several runs, overlaid: one
+    figure, two panels side by side, one legend (a click on a run hides it in both)."""
     palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+    traces = []
     for i, v in enumerate(views):
         color = palette[i % len(palette)]
-        fig.add_trace(go.Scatter(x=[m.epoch for m in v.epochs], y=[m.val_acc for m in v.epochs],
-                                 name=v.run.name, legendgroup=str(v.run.id), mode="lines+markers",
-                                 line=dict(color=color, width=3)), row=1, col=1)
+        traces.append({"type": "scatter", "x": [m.epoch for m in v.epochs], "y": [m.val_acc for m in v.epochs],
+                       "name": v.run.name, "legendgroup": str(v.run.id), "mode": "lines+markers",
+                       "line": {"color": color, "width": 3}, "xaxis": "x", "yaxis": "y"})
         step, _, smooth = step_curve(v.steps, max_points=MAX_POINTS // max(len(views), 1))
-        fig.add_trace(go.Scatter(x=step, y=smooth, name=v.run.name, legendgroup=str(v.run.id), mode="lines",
-                                 line=dict(color=color, width=2), showlegend=False), row=1, col=2)
-    fig.update_xaxes(title="epoch", row=1, col=1)
-    fig.update_yaxes(title="accuracy", tickformat=".0%", row=1, col=1)
-    fig.update_xaxes(title="step", row=1, col=2)
-    fig.update_yaxes(title="loss", rangemode="tozero", row=1, col=2)
-    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0))
-    return fig
+        traces.append({"type": "scatter", "x": step, "y": smooth, "name": v.run.name, "legendgroup": str(v.run.id),
+                       "mode": "lines", "line": {"color": color, "width": 2}, "showlegend": False,
+                       "xaxis": "x2", "yaxis": "y2"})
+
+    def panel_title(text: str, x: float) -> dict:  # the live charts' titles: bold, on the left
+        return {"text": f"<b>{text}</b>", "x": x, "xref": "paper", "xanchor": "left", "y": 1.02, "yref": "paper",
+                "yanchor": "bottom", "showarrow": False, "font": {"size": 16}}
+
+    return {"data": traces, "layout": {
+        "height": 400, "margin": {"l": 60, "r": 10, "t": 40, "b": 10},
+        "xaxis": {"domain": [0, 0.45], "anchor": "y", "title": {"text": "epoch"}},
+        "yaxis": {"anchor": "x", "title": {"text": "accuracy"}, "tickformat": ".0%"},
+        "xaxis2": {"domain": [0.55, 1], "anchor": "y2", "title": {"text": "step"}},
+        "yaxis2": {"anchor": "x2", "title": {"text": "loss"}, "rangemode": "tozero"},
+        "annotations": [panel_title("Validation accuracy per epoch", 0),
+                        panel_title("Training loss per step (smoothed)", 0.55)],
+        "legend": {"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0}}}
 
 
 # -- what the page needs from the session ------------------------------------------------

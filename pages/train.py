@@ -140,7 +140,7 @@ with right:
         tv.show_curves([], [], tv.total_steps(config, data), config.epochs)
     elif current is not None and current.job is not None:
         job = current.job
-        head, buttons = st.columns([2, 1], vertical_alignment="center")
+        head, buttons = st.columns([3, 2], vertical_alignment="center")  # room for "Resume"
         head.subheader(f"{current.name} · {tv.run_status(job)}", anchor=False)
         if live:  # a click reruns the whole page, so these need no live updates
             b1, b2 = buttons.columns(2)
@@ -150,21 +150,23 @@ with right:
                 b1.button("Pause", icon=":material/pause:", on_click=job.pause, width="stretch")
             b2.button("Stop", icon=":material/stop:", on_click=job.stop, width="stretch")
 
-        tv.still_progress_bars()
+        # While the run trains, the browser redraws its panel from a file the server keeps
+        # fresh (no reruns); where that cannot work, a fragment redraws it twice a second.
+        if not (live and tv.show_live_panel(current)):
+            tv.still_progress_bars()
 
-        # Only this part redraws (twice a second), and only while the run is live.
-        @st.fragment(run_every=tv.REFRESH_SECONDS if live else None)
-        def run_panel(live: bool):
-            if live and not job.alive:
-                st.rerun()  # the run just ended: redraw the whole page once, statically
-            snap = job.snapshot()
-            if snap.done:
-                tv.status_message(snap)
-            else:
-                st.progress(snap.progress, text=tv.progress_text(snap))
-            tv.show_curves(snap.steps, snap.epochs, snap.total_steps, snap.config.epochs)
+            @st.fragment(run_every=tv.REFRESH_SECONDS if live else None)
+            def run_panel(live: bool):
+                if live and not job.alive:
+                    st.rerun()  # the run just ended: redraw the whole page once, statically
+                snap = job.snapshot()
+                if snap.done:
+                    tv.status_message(snap)
+                else:
+                    st.progress(snap.progress, text=tv.progress_text(snap))
+                tv.show_curves(snap.steps, snap.epochs, snap.total_steps, snap.config.epochs)
 
-        run_panel(live)
+            run_panel(live)
 
     st.subheader(":material/compare: Runs of this session", divider="gray")
     views = [tv.run_view(run) for run in session_runs().values()]
@@ -179,7 +181,7 @@ with right:
         names = {v.run.id: v.run.name for v in views}
         chosen = st.pills("Overlay", list(names), selection_mode="multi", key=k("compare"), format_func=names.get,
                           persist_state=KEEP, help="Tick the runs whose curves to draw on top of each other.")
-        st.plotly_chart(tv.compare_figure([v for v in views if v.run.id in chosen]), theme="streamlit")
+        tv.live_plotly_chart(tv.compare_figure([v for v in views if v.run.id in chosen]), "compare-runs")
         downloadable = [v.run.id for v in views if v.status in ("finished", "stopped", "uploaded")]
         if downloadable:
             c1, c2 = st.columns([2, 1], vertical_alignment="bottom")

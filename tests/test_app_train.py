@@ -14,7 +14,7 @@ import lenet_core.data
 from lenet_app import state, train_view as tv
 from lenet_core.checkpoint import Checkpoint, checkpoint_bytes
 from lenet_core.model import ModelConfig
-from lenet_core.train import EpochMetrics, TrainConfig, build_model
+from lenet_core.train import EpochMetrics, Snapshot, TrainConfig, build_model
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "pages/train.py"
@@ -191,9 +191,12 @@ def test_renders_with_data(data_env, page):
 
 
 def chart_specs(at: AppTest) -> list[dict]:
-    """The figures of the live panel, in page order (drawn by lenet_app.live_chart's component)."""
-    return [json.loads(json.loads(c.proto.json)["figure"]) for c in at.get("bidi_component")
-            if c.proto.component_name == "lenet_live_plotly_chart"]
+    """The figures of the run panel, in page order (drawn by lenet_app.live_chart's component)."""
+    return [fig for panel in live_panels(at) for fig in json.loads(panel["payload"])["figures"].values()]
+
+
+def live_panels(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.json) for c in at.get("bidi_component") if c.proto.component_name == "lenet_live_panel"]
 
 
 def test_before_start_the_curves_have_empty_axes_sized_for_the_run(data_env, page):
@@ -218,6 +221,71 @@ def test_live_charts_fall_back_to_plotly_chart_where_plotly_js_cannot_be_served(
     assert not at.exception and not chart_specs(at)
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
     assert titles == ["Training loss per step", "Loss per epoch", "Validation accuracy"]
+
+def long_run(at: AppTest):
+    """Start a run that trains for minutes (stopped by the page fixture)."""
+    at.number_input(key="train_epochs").set_value(200)
+    at.select_slider(key="train_batch_size").set_value(8)
+    at.run()
+    start_button(at).click().run()
+    assert not at.exception, at.exception
+    (run,) = at.session_state["lenet_runs"].values()
+    assert run.job.alive
+    return run
+
+
+def test_a_training_run_is_drawn_by_the_browser_from_its_feed_without_reruns(data_env, page):
+    at = page()
+    run = long_run(at)
+    (panel,) = live_panels(at)
+    assert not at.get("progress"), "no fragment redraws the panel while the feed does"
+    assert json.loads(panel["payload"])["progress"] is not None  # drawn with the panel's own bar
+    assert panel["every_ms"] == tv.REFRESH_SECONDS * 1000
+    assert panel["feed"].startswith("app/static/live/")
+    feed = Path(APP).parent / panel["feed"].removeprefix("app/")
+    deadline = time.monotonic() + 10
+    while json.loads(feed.read_text())["progress"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the server keeps the file fresh on its own
+    payload = json.loads(feed.read_text())
+    assert payload["ended"] is False and payload["progress"] > 0
+    assert "of 200" in payload["text"] and "of 6,400" in payload["text"]
+    assert [f["layout"]["title"]["text"] for f in payload["figures"].values()] == \
+        ["Training loss per step", "Loss per epoch", "Validation accuracy"]
+    assert len(payload["figures"]["loss-per-step"]["data"][0]["x"]) > 0
+    run.job.stop()
+    run.job.join(10)
+    at.run()  # the rerun the panel asks for once the feed says the run has ended
+    assert any("Stopped by the user" in i.value for i in at.info)
+    (panel,) = live_panels(at)  # the same panel, now drawn as the run ended, without a feed or a bar
+    assert panel["feed"] is None and json.loads(panel["payload"])["progress"] is None
+    assert len(chart_specs(at)[0]["data"][0]["x"]) > 0
+
+
+def test_without_a_static_folder_a_fragment_redraws_the_running_panel(data_env, page, monkeypatch):
+    from lenet_app import live_chart
+    monkeypatch.setattr(live_chart, "available", lambda: False)
+    at = page()
+    long_run(at)
+    assert not live_panels(at)
+    assert "of 200" in at.get("progress")[0].proto.text
+
+
+def test_panel_json_versions_change_only_with_their_chart():
+    config = TrainConfig(epochs=3)
+    epoch = EpochMetrics(1, 0.9, 0.6, 0.8, 0.65, 1000.0, 2.0)
+
+    def snap(steps):
+        return Snapshot("running", "", config, "CPU", len(steps), 30, 2, steps, [epoch], 1000.0, 5.0, 3.0)
+
+    a = json.loads(tv.panel_json(snap([(1, 2.3), (2, 2.1)]), False))
+    b = json.loads(tv.panel_json(snap([(1, 2.3), (2, 2.1), (3, 2.0)]), True))
+    assert a["versions"]["loss-per-epoch"] == b["versions"]["loss-per-epoch"]
+    assert a["versions"]["val-accuracy"] == b["versions"]["val-accuracy"]
+    assert a["versions"]["loss-per-step"] != b["versions"]["loss-per-step"]
+    assert (a["ended"], b["ended"]) == (False, True) and b["progress"] == pytest.approx(0.1)
+    assert b["figures"]["loss-per-epoch"]["data"][0]["y"] == [0.9]
+    assert b["text"].startswith("Epoch 2 of 3 · step 3 of 30")
+
 
 def test_no_data_says_what_is_missing_and_start_is_off(no_data_env, page):
     at = page()
@@ -252,6 +320,13 @@ def test_controls_reach_the_trainer_and_a_short_run_finishes(data_env, page):
     assert not start_button(at).disabled
     table = at.dataframe[-1].value
     assert list(table["status"]) == ["finished"] and table["val accuracy"].iloc[0] > 0
+    # The overlay of runs is drawn by the browser's own plotly.js too: no st.plotly_chart on the page.
+    assert not at.get("plotly_chart")
+    (overlay,) = [json.loads(json.loads(c.proto.json)["figure"]) for c in at.get("bidi_component")
+                  if c.proto.component_name == "lenet_live_plotly_chart"]
+    assert [t["name"] for t in overlay["data"]] == ["run 1", "run 1"]
+    assert [t["xaxis"] for t in overlay["data"]] == ["x", "x2"] and len(overlay["data"][1]["x"]) > 0
+    assert overlay["layout"]["xaxis2"]["gridcolor"] == overlay["layout"]["xaxis"]["gridcolor"]  # both themed
     ckpt, error = tv.read_checkpoint(tv.checkpoint_data(run)())  # what the download button serves
     assert error is None and ckpt.config == expected and len(ckpt.epochs) == 1
 

@@ -49,6 +49,9 @@ def stops_growing(page, timeout_s: float = 15) -> bool:
 
 def test_train_page_streams_pauses_and_survives_navigation(app_server, browser_page):
     page = browser_page
+    messages, feed_reads = [], []  # messages from the server; reads of the run's live feed
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: messages.append(frame)))
+    page.on("request", lambda r: feed_reads.append(r.url) if "/app/static/live/" in r.url else None)
     open_train_page(page, app_server.url)
     page.get_by_role("combobox", name="Preset").click()
     page.get_by_role("option", name=re.compile("^modern")).click()
@@ -77,6 +80,12 @@ def test_train_page_streams_pauses_and_survives_navigation(app_server, browser_p
     assert grown > first
     assert page.evaluate("() => document.querySelector('.js-plotly-plot')._lenetMark") == "first", \
         "the live chart was rebuilt instead of updated"
+    # While the run trains, nothing reruns the page: the browser reads the run's feed, about twice a second.
+    seen_messages, seen_reads = len(messages), len(feed_reads)
+    page.wait_for_timeout(3000)
+    assert len(feed_reads) - seen_reads >= 4, f"{len(feed_reads) - seen_reads} feed reads in 3 s"
+    assert len(messages) == seen_messages, "the page reran while the run trained"
+    assert points_when_changed(page, grown) > grown
 
     page.get_by_role("button", name="Pause").click()
     expect(page.get_by_text("run 1 · paused")).to_be_visible()

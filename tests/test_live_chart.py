@@ -25,8 +25,8 @@ def test_plotly_js_is_copied_once_and_replaced_when_it_differs(tmp_path):
 
 def test_a_static_folder_that_cannot_be_made_means_no_live_charts(tmp_path):
     (tmp_path / "static").write_text("a file where the folder should be")
-    assert not live_chart._served_plotly_js(str(tmp_path / "app.py"))
-    assert live_chart._served_plotly_js(str(tmp_path / "elsewhere" / "app.py"))
+    assert not live_chart._served_plotly_js(tmp_path / "static")
+    assert live_chart._served_plotly_js(tmp_path / "elsewhere" / "static")
 
 
 def test_themed_keeps_what_the_figure_sets():
