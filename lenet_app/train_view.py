@@ -143,10 +143,17 @@ def layer_table(model: ModelConfig) -> list[dict]:
     """One row per layer (name, type, output shape without the batch, parameters)
     ending with the total. Raises ConfigError for a network that cannot be built."""
     model.validate()
+    return [dict(row) for row in _layer_rows(model)]
+
+
+@functools.lru_cache(maxsize=64)
+def _layer_rows(model: ModelConfig) -> tuple[dict, ...]:
+    # Building the network and pushing a batch through it takes the server's CPU, at every
+    # rerun of the page, and during a run from the training threads: once per architecture.
     rows = [{"layer": r.name, "type": r.kind, "output shape": "×".join(map(str, r.output_shape[1:])),
              "parameters": r.parameters} for r in layer_summary(model)]
     rows.append({"layer": "total", "type": "", "output shape": "", "parameters": sum(r["parameters"] for r in rows)})
-    return rows
+    return tuple(rows)
 
 
 def config_problem(config: TrainConfig) -> ConfigError | None:
