@@ -81,21 +81,24 @@ COUNT_UPDATES = """() => {
     window.__lenetUpdates = 0;
     let last = null;
     window.__lenetTimer = setInterval(() => {
-        const n = document.querySelector('.js-plotly-plot')?._fullData?.[0]?._length ?? 0;
+        const x = document.querySelector('.js-plotly-plot')?._fullData?.[0]?.x;
+        const n = x && x.length ? x[x.length - 1] : 0;  // the last point's step (the length stops growing)
         if (n !== last) { window.__lenetUpdates += 1; last = n; }
     }, 250);
 }"""
 
 
 def page_run(page, run_number: int, timeout_s: float) -> tuple[float, int, float]:
-    """Press Start, wait for the run to end; (samples/s the page shows, chart updates seen,
-    the browser's CPU use meanwhile in cores)."""
+    """Press Start, wait for the run to end; (samples/s the page shows, loss chart updates
+    seen per second, the browser's CPU use meanwhile in cores)."""
     browser_cpu, t0 = cpu_seconds({"chromium", "chrome"}), time.monotonic()
     page.get_by_role("button", name="Start training").click()
     page.get_by_text(f"run {run_number} · training").wait_for(timeout=30_000)
     page.evaluate(COUNT_UPDATES)
+    counting = time.monotonic()
     page.get_by_text(f"run {run_number} · finished").wait_for(timeout=timeout_s * 1000)
     updates = page.evaluate("() => { clearInterval(window.__lenetTimer); return window.__lenetUpdates; }")
+    updates /= time.monotonic() - counting
     cores = (cpu_seconds({"chromium", "chrome"}) - browser_cpu) / (time.monotonic() - t0)
     text = page.get_by_text("samples/s on average").first.inner_text()
     return float(RATE.search(text).group(1).replace(",", "")), updates, cores
@@ -144,7 +147,7 @@ def main(argv=None):
                     else:
                         rate, updates, cores = page_run(page, r, args.timeout)
                         page_rates.append(rate)
-                        print(f"round {r}: page {rate:8.0f} samples/s ({updates} chart updates seen; "
+                        print(f"round {r}: page {rate:8.0f} samples/s ({updates:.1f} chart updates a second; "
                               f"the browser used {cores:.0%} of one core meanwhile)")
                 print(f"round {r}: cli  {cli[-1]:8.0f} samples/s")
             browser.close()

@@ -6,7 +6,9 @@ from playwright.sync_api import expect
 
 from browser import screenshot, wait_for_app
 
-POINTS = "() => document.querySelector('.js-plotly-plot')?._fullData?.[0]?._length ?? 0"
+# The step of the loss curve's last point (its length stops growing once the curve is downsampled).
+LAST_STEP = "() => { const x = document.querySelector('.js-plotly-plot')?._fullData?.[0]?.x; " \
+            "return x && x.length ? Number(x[x.length - 1]) : 0; }"
 
 
 def open_train_page(page, url):
@@ -25,22 +27,22 @@ def set_number(page, label, value):
     wait_for_app(page)
 
 
-def points_when_changed(page, before: int, timeout_s: float = 20) -> int:
+def last_step_when_changed(page, before: int, timeout_s: float = 20) -> int:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        n = page.evaluate(POINTS)
+        n = page.evaluate(LAST_STEP)
         if n != before:
             return n
         page.wait_for_timeout(100)
-    raise AssertionError(f"the loss curve stayed at {before} points for {timeout_s} s")
+    raise AssertionError(f"the loss curve stayed at step {before} for {timeout_s} s")
 
 
 def stops_growing(page, timeout_s: float = 15) -> bool:
     """True once the curve keeps its length for 1.5 s (a redraw already on its way may land first)."""
-    deadline, last = time.monotonic() + timeout_s, page.evaluate(POINTS)
+    deadline, last = time.monotonic() + timeout_s, page.evaluate(LAST_STEP)
     while time.monotonic() < deadline:
         page.wait_for_timeout(1500)
-        n = page.evaluate(POINTS)
+        n = page.evaluate(LAST_STEP)
         if n == last:
             return True
         last = n
@@ -72,11 +74,11 @@ def test_train_page_streams_pauses_and_survives_navigation(app_server, browser_p
     expect(page.get_by_text(re.compile(r"run 1 · (training|loading data)"))).to_be_visible()
     expect(page.get_by_role("button", name="Start training")).to_be_disabled()
     expect(page.get_by_text(re.compile(r"Epoch \d+ of 200 · step [\d,]+ of 3,200 · .* · CPU"))).to_be_visible()
-    first = points_when_changed(page, 0)
+    first = last_step_when_changed(page, 0)
     assert first > 0, "the loss curve should appear while training"
     # The chart is updated in place, not rebuilt at each redraw (lenet_app/live_chart.py).
     page.evaluate("() => { document.querySelector('.js-plotly-plot')._lenetMark = 'first'; }")
-    grown = points_when_changed(page, first)
+    grown = last_step_when_changed(page, first)
     assert grown > first
     assert page.evaluate("() => document.querySelector('.js-plotly-plot')._lenetMark") == "first", \
         "the live chart was rebuilt instead of updated"
@@ -85,15 +87,15 @@ def test_train_page_streams_pauses_and_survives_navigation(app_server, browser_p
     page.wait_for_timeout(3000)
     assert len(feed_reads) - seen_reads >= 4, f"{len(feed_reads) - seen_reads} feed reads in 3 s"
     assert len(messages) == seen_messages, "the page reran while the run trained"
-    assert points_when_changed(page, grown) > grown
+    assert last_step_when_changed(page, grown) > grown
 
     page.get_by_role("button", name="Pause").click()
     expect(page.get_by_text("run 1 · paused")).to_be_visible()
     assert stops_growing(page), "a paused run must not train"
-    paused = page.evaluate(POINTS)
+    paused = page.evaluate(LAST_STEP)
     page.get_by_role("button", name="Resume").click()
     expect(page.get_by_text("run 1 · training")).to_be_visible()
-    resumed = points_when_changed(page, paused)
+    resumed = last_step_when_changed(page, paused)
     assert resumed > paused, "the loss curve should grow again after Resume"
 
     # Leaving the page keeps the run going in the background; coming back shows it, further on.
@@ -103,7 +105,7 @@ def test_train_page_streams_pauses_and_survives_navigation(app_server, browser_p
     page.get_by_role("link", name="Train").first.click()
     expect(page.get_by_text(re.compile(r"run 1 · (training|finished)"))).to_be_visible()
     expect(page.get_by_role("spinbutton", name="Epochs")).to_have_value("200")  # the controls are kept too
-    assert points_when_changed(page, 0) > resumed, "the run should have trained while the page was away"
+    assert last_step_when_changed(page, 0) > resumed, "the run should have trained while the page was away"
 
     stop = page.get_by_role("button", name="Stop")
     if stop.is_visible():  # a very fast machine may have finished all 200 epochs by now
