@@ -332,7 +332,14 @@ class Snapshot:
 
 class TrainingJob(Callback):
     """Runs one training in a background thread. Only this object is shared with
-    the caller; every read goes through `snapshot()` under a lock."""
+    the caller; every read goes through `snapshot()` under a lock.
+
+    Speed: a thread that has run one of torch's parallel CPU operations keeps its
+    OpenMP workers until it exits, and while they outnumber the cores OpenMP
+    spin-waits less between operations. Training here in a job of a process whose
+    main thread had loaded the data with torch's default threads ran at about 0.8
+    of the speed it had when the main thread was set to one thread
+    (`torch.set_num_threads(1)`) before any work (see the README)."""
 
     def __init__(self, config: TrainConfig, data: ImageData | None = None, model: LeNet | None = None,
                  data_dir=None, name: str = ""):
