@@ -502,11 +502,13 @@ def compare_figure(views: list[RunView]) -> dict:
                 "yanchor": "bottom", "showarrow": False, "font": {"size": 16}}
 
     return {"data": traces, "layout": {
-        "height": 400, "margin": {"l": 60, "r": 10, "t": 40, "b": 10},
-        "xaxis": {"domain": [0, 0.45], "anchor": "y", "title": {"text": "epoch"}},
-        "yaxis": {"anchor": "x", "title": {"text": "accuracy"}, "tickformat": ".0%"},
-        "xaxis2": {"domain": [0.55, 1], "anchor": "y2", "title": {"text": "step"}},
-        "yaxis2": {"anchor": "x2", "title": {"text": "loss"}, "rangemode": "tozero"},
+        "height": 420, "margin": {"l": 10, "r": 10, "t": 40, "b": 10},  # grown to fit ticks, titles, legend
+        "xaxis": {"domain": [0, 0.45], "anchor": "y", "title": {"text": "epoch"}, "automargin": True,
+                  "rangemode": "tozero"},
+        "yaxis": {"anchor": "x", "title": {"text": "accuracy"}, "tickformat": ".0%", "range": [0, 1],
+                  "automargin": True},
+        "xaxis2": {"domain": [0.55, 1], "anchor": "y2", "title": {"text": "step"}, "automargin": True},
+        "yaxis2": {"anchor": "x2", "title": {"text": "loss"}, "rangemode": "tozero", "automargin": True},
         "annotations": [panel_title("Validation accuracy per epoch", 0),
                         panel_title("Training loss per step (smoothed)", 0.55)],
         "legend": {"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0}}}
