@@ -318,7 +318,7 @@ def epoch_figures(epochs: list[EpochMetrics], total_epochs: int) -> tuple[dict, 
         "Loss per epoch", 300, xaxis, loss_axis(train_loss, val_loss))
     acc = _figure(
         [{"type": "scatter", "x": x, "y": [m.val_acc for m in epochs], "name": "validation",
-          "mode": "lines+markers", "line": {"width": 3}}],
+          "mode": "lines+markers", "line": {"width": 3}, "cliponaxis": False}],  # 100% is drawn whole
         "Validation accuracy", 300, xaxis, {"title": {"text": "accuracy"}, "tickformat": ".0%", "range": [0, 1]},
         showlegend=False)
     return loss, acc
@@ -491,7 +491,7 @@ def compare_figure(views: list[RunView]) -> dict:
         color = palette[i % len(palette)]
         traces.append({"type": "scatter", "x": [m.epoch for m in v.epochs], "y": [m.val_acc for m in v.epochs],
                        "name": v.run.name, "legendgroup": str(v.run.id), "mode": "lines+markers",
-                       "line": {"color": color, "width": 3}, "xaxis": "x", "yaxis": "y"})
+                       "line": {"color": color, "width": 3}, "cliponaxis": False, "xaxis": "x", "yaxis": "y"})
         step, _, smooth = step_curve(v.steps, max_points=MAX_POINTS // max(len(views), 1))
         traces.append({"type": "scatter", "x": step, "y": smooth, "name": v.run.name, "legendgroup": str(v.run.id),
                        "mode": "lines", "line": {"color": color, "width": 2}, "showlegend": False,
