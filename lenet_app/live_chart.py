@@ -162,15 +162,15 @@ async function poll(panel) {
   panel.fetching = true;
   try {
     const response = await fetch(panel.data.feed + "?t=" + Date.now(), { cache: "no-store" });
+    if (response.status === 404) return finish(panel);  // the feed is gone: its run ended a while ago
     if (!response.ok) throw new Error("HTTP " + response.status);
     panel.latest = await response.json();
-    panel.misses = 0;
+    panel.lastRead = Date.now();
     drain(panel);
   } catch (err) {
     // A read that met the file being replaced fails now and then: the next one will do.
-    // Ten seconds of failures means the feed is gone (e.g. the server restarted).
-    panel.misses += 1;
-    if (panel.misses * panel.data.every_ms >= 10000) finish(panel);
+    // Ten seconds without a good read (e.g. the server is restarting): let the page redraw.
+    if (Date.now() - panel.lastRead >= 10000) finish(panel);
   } finally {
     panel.fetching = false;
   }
@@ -182,7 +182,7 @@ export default function (component) {
   if (!panel || panel.data.feed !== data.feed) {
     if (panel) clearInterval(panel.timer);
     panel = { root: parentElement.querySelector(".lenet-live-panel"), drawn: {}, latest: null,
-              drawing: false, fetching: false, misses: 0, ended: false, timer: null };
+              drawing: false, fetching: false, lastRead: Date.now(), ended: false, timer: null };
     panels.set(parentElement, panel);
   }
   panel.data = data;
