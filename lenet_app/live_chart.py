@@ -185,6 +185,12 @@ export default function (component) {
               drawing: false, fetching: false, lastRead: Date.now(), ended: false, timer: null };
     panels.set(parentElement, panel);
   }
+  if (data.feed && panel.ended) {
+    // The rerun this panel asked for found the run still training (its feed had gone missing
+    // for a moment): read the feed again.
+    panel.ended = false;
+    panel.lastRead = Date.now();
+  }
   panel.data = data;
   panel.setTriggerValue = setTriggerValue;
   panel.latest = JSON.parse(data.payload);  // the state when the page was drawn, until the first read

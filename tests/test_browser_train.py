@@ -88,6 +88,24 @@ def test_train_page_streams_pauses_and_survives_navigation(app_server, browser_p
     assert len(feed_reads) - seen_reads >= 4, f"{len(feed_reads) - seen_reads} feed reads in 3 s"
     assert len(messages) == seen_messages, "the page reran while the run trained"
     assert last_step_when_changed(page, grown) > grown
+    # A feed that has gone missing (here: one read answered 404) makes the panel ask for a rerun;
+    # the run still trains, so the rerun gives it the feed again and the curve goes on growing.
+    missing = []
+
+    def answer_404_once(route):
+        if missing:
+            return route.continue_()
+        missing.append(route.request.url)
+        route.fulfill(status=404, body="gone")
+
+    page.route("**/app/static/live/**", answer_404_once)
+    seen_messages = len(messages)
+    page.wait_for_timeout(1500)
+    assert missing and len(messages) > seen_messages, "a missing feed should rerun the page"
+    wait_for_app(page)
+    at = page.evaluate(LAST_STEP)
+    assert last_step_when_changed(page, at) > at, "the panel should read its feed again after the rerun"
+    page.unroute("**/app/static/live/**")
 
     page.get_by_role("button", name="Pause").click()
     expect(page.get_by_text("run 1 · paused")).to_be_visible()
