@@ -35,6 +35,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from lenet_core.checkpoint import atomic_write
 
 PLOTLY_JS = "plotly.min.js"
+STATIC_URL = "app/static/"  # where Streamlit serves the static folder, relative to the page
 CHART_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
 
 # Streamlit's light theme, as its own Plotly template draws it, so live charts match the
@@ -47,9 +48,8 @@ TITLE = {"x": 0, "xanchor": "left", "xref": "paper", "font": {"size": 16, "weigh
 AXIS = {"gridcolor": "#e6eaf1", "zeroline": False, "linecolor": "#e6eaf1", "tickfont": {"color": "#808495"},
         "title": {"font": {"color": "#808495"}}}
 
-_JS = r"""
-const charts = new WeakMap();
-
+# Loads plotly.js once per page, for every live chart and the panel.
+_LOAD_PLOTLY_JS = r"""
 function plotly(src) {
   if (!window.__lenetPlotly) {
     window.__lenetPlotly = new Promise((resolve, reject) => {
@@ -63,6 +63,10 @@ function plotly(src) {
   }
   return window.__lenetPlotly;
 }
+"""
+
+_JS = _LOAD_PLOTLY_JS + r"""
+const charts = new WeakMap();
 
 export default function (component) {
   const { data, parentElement } = component;
@@ -98,22 +102,8 @@ _component = st.components.v2.component(
     isolate_styles=False,  # plotly.js puts its styles in the page's head
 )
 
-_PANEL_JS = r"""
+_PANEL_JS = _LOAD_PLOTLY_JS + r"""
 const panels = new WeakMap();
-
-function plotly(src) {
-  if (!window.__lenetPlotly) {
-    window.__lenetPlotly = new Promise((resolve, reject) => {
-      if (window.Plotly) return resolve(window.Plotly);
-      const script = document.createElement("script");
-      script.src = src;
-      script.onload = () => resolve(window.Plotly);
-      script.onerror = () => { window.__lenetPlotly = null; reject(new Error(src)); };
-      document.head.appendChild(script);
-    });
-  }
-  return window.__lenetPlotly;
-}
 
 // Draw the newest payload; one draw at a time, skipping payloads that a newer one replaced.
 async function drain(panel) {
@@ -304,7 +294,7 @@ def live_plotly_chart(figure: dict, name: str, dg=None) -> None:
     if not available():
         (dg or st).plotly_chart(figure, theme="streamlit")
         return
-    data = {"figure": figure_json(figure, name), "src": f"app/static/{PLOTLY_JS}", "config": CHART_CONFIG}
+    data = {"figure": figure_json(figure, name), "src": STATIC_URL + PLOTLY_JS, "config": CHART_CONFIG}
     with dg if dg is not None else contextlib.nullcontext():
         _component(key=f"lenet-live-{name}", data=data)
 
@@ -317,8 +307,8 @@ def live_panel(payload: str, feed: str | None = None, every_s: float = 0.5) -> N
     feed says the run has ended it reruns the page. One panel per page; needs `available()`.
     The browser keeps the panel's charts from one page run to the next and updates them."""
     _panel(key="lenet-live-panel", on_ended_change=lambda: None,
-           data={"feed": f"app/static/{feed}" if feed else None, "payload": payload,
-                 "src": f"app/static/{PLOTLY_JS}", "config": CHART_CONFIG, "every_ms": round(every_s * 1000)})
+           data={"feed": STATIC_URL + feed if feed else None, "payload": payload,
+                 "src": STATIC_URL + PLOTLY_JS, "config": CHART_CONFIG, "every_ms": round(every_s * 1000)})
 
 
 def panel_payload(figures: dict[str, dict], progress: float | None = None, text: str = "",
@@ -327,7 +317,7 @@ def panel_payload(figures: dict[str, dict], progress: float | None = None, text:
     "val-accuracy"), each with a version that changes only when the chart does, and the
     progress bar (none when `progress` is None); `ended` tells a live panel to stop."""
     charts = {name: figure_json(fig, name) for name, fig in figures.items()}
-    versions = {name: zlib.crc32(text.encode()) for name, text in charts.items()}
+    versions = {name: zlib.crc32(chart.encode()) for name, chart in charts.items()}
     return (f'{{"ended": {json.dumps(ended)}, "progress": {json.dumps(progress)}, "text": {json.dumps(text)}, '
             f'"versions": {json.dumps(versions)}, "figures": {{'
             + ", ".join(f"{json.dumps(name)}: {chart}" for name, chart in charts.items()) + "}}")

@@ -20,7 +20,6 @@ from lenet_core.model import MAX_CONV_LAYERS, MAX_DENSE_LAYERS, PRESETS, ConfigE
 from lenet_core.train import EpochMetrics, Snapshot, TrainConfig, TrainingJob, build_model
 
 from . import live_chart, live_feed
-from .live_chart import live_plotly_chart
 from .state import (DATASET_LABELS, SessionRun, add_run, finished_checkpoint, get_data, missing_data_markdown,
                     session_runs)
 

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from lenet_app import train_view as tv
+from lenet_app.live_chart import live_plotly_chart
 from lenet_app.runtime import warm_up_training
 from lenet_app.state import (DATASET_LABELS, device_info, ensure_app_frame, forget_data_failures, get_data,
                              missing_data_markdown, session_runs)
@@ -181,7 +182,7 @@ with right:
         names = {v.run.id: v.run.name for v in views}
         chosen = st.pills("Overlay", list(names), selection_mode="multi", key=k("compare"), format_func=names.get,
                           persist_state=KEEP, help="Tick the runs whose curves to draw on top of each other.")
-        tv.live_plotly_chart(tv.compare_figure([v for v in views if v.run.id in chosen]), "compare-runs")
+        live_plotly_chart(tv.compare_figure([v for v in views if v.run.id in chosen]), "compare-runs")
         downloadable = [v.run.id for v in views if v.status in ("finished", "stopped", "uploaded")]
         if downloadable:
             c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
