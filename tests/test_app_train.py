@@ -222,14 +222,21 @@ def test_live_charts_fall_back_to_plotly_chart_where_plotly_js_cannot_be_served(
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
     assert titles == ["Training loss per step", "Loss per epoch", "Validation accuracy"]
 
+
+def press_start(at: AppTest):
+    """Press Start on the page as its controls stand; the session's one run."""
+    start_button(at).click().run()
+    assert not at.exception, at.exception
+    (run,) = at.session_state["lenet_runs"].values()
+    return run
+
+
 def long_run(at: AppTest):
     """Start a run that trains for minutes (stopped by the page fixture)."""
     at.number_input(key="train_epochs").set_value(200)
     at.select_slider(key="train_batch_size").set_value(8)
     at.run()
-    start_button(at).click().run()
-    assert not at.exception, at.exception
-    (run,) = at.session_state["lenet_runs"].values()
+    run = press_start(at)
     assert run.job.alive
     return run
 
@@ -307,10 +314,7 @@ def test_controls_reach_the_trainer_and_a_short_run_finishes(data_env, page):
     at.number_input(key="train_epochs").set_value(1)
     at.select_slider(key="train_batch_size").set_value(64)
     at.run()
-    start_button(at).click().run()
-    assert not at.exception, at.exception
-
-    (run,) = at.session_state["lenet_runs"].values()
+    run = press_start(at)
     expected = TrainConfig(model=ModelConfig(activation="relu", pooling="avg", kernel_size=3),
                            batch_size=64, epochs=1)
     assert run.config == expected and run.job.config == expected

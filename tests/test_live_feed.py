@@ -6,7 +6,7 @@ import time
 import pytest
 
 from lenet_app import live_feed
-from lenet_core.data import load_dataset, synthetic_idx
+from lenet_core.data import load_dataset
 from lenet_core.model import ModelConfig
 from lenet_core.train import TrainConfig, TrainingJob
 
@@ -14,10 +14,8 @@ SMALL = ModelConfig(activation="relu", pooling="max", conv_channels=(4, 8), dens
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    synthetic_idx(root / "mnist", n_train=256, n_test=64)
-    return load_dataset("mnist", root, download=False)
+def tiny(tiny_data_dir):
+    return load_dataset("mnist", tiny_data_dir, download=False)
 
 
 def job_for(tiny, epochs=2):
