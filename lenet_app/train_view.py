@@ -468,7 +468,9 @@ def run_view(run: SessionRun) -> RunView:
 
 
 def runs_table(views: list[RunView]) -> list[dict]:
-    """One row per run: name, status, the settings that differ between runs, results."""
+    """One row per run: name, status, the settings that differ between runs, results.
+    Results are text, "–" for a run with no finished epoch (a table shows a missing
+    number as "None")."""
     columns = differing_settings([v.settings for v in views])
     rows = []
     for v in views:
@@ -476,9 +478,9 @@ def runs_table(views: list[RunView]) -> list[dict]:
         rate = mean_rate(v.epochs)
         rows.append({"run": v.run.name, "status": v.status,
                      **{SETTING_LABELS[c]: v.settings[c] for c in columns},
-                     "val accuracy": last.val_acc if last else None,
+                     "val accuracy": f"{last.val_acc:.1%}" if last else "–",
                      "epochs": f"{len(v.epochs)} of {v.settings['epochs']}",
-                     "samples/s": round(rate) if rate else None,
+                     "samples/s": f"{rate:,.0f}" if rate else "–",
                      "time": duration(v.elapsed_s)})
     return rows
 

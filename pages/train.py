@@ -176,8 +176,8 @@ with right:
                    "e.g. classic against modern, or kernel 3 against 5 (the chapter's exercises).")
     else:
         st.dataframe(tv.runs_table(views), hide_index=True,
-                     column_config={"val accuracy": st.column_config.NumberColumn(format="percent"),
-                                    "samples/s": st.column_config.NumberColumn(format="localized")})
+                     column_config={c: st.column_config.TextColumn(alignment="right")
+                                    for c in ("val accuracy", "epochs", "samples/s", "time")})
         tv.sync_compare([v.run.id for v in views])
         names = {v.run.id: v.run.name for v in views}
         chosen = st.pills("Overlay", list(names), selection_mode="multi", key=k("compare"), format_func=names.get,

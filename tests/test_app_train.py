@@ -106,6 +106,11 @@ def test_runs_table_shows_epochs_trained_against_planned_in_one_column():
     rows = tv.runs_table(views)
     assert [r["epochs"] for r in rows] == ["55 of 200", "3 of 3"]
     assert list(rows[0]) == ["run", "status", "lr", "val accuracy", "epochs", "samples/s", "time"]
+    assert rows[0]["val accuracy"] == "60.0%" and rows[0]["samples/s"] == "1,000"
+    # A run stopped before its first epoch ended has no results yet: a dash, not "None".
+    empty = tv.runs_table([tv.RunView(SimpleNamespace(name="run 3"), "stopped", [], [(1, 2.3)], 0.5,
+                                      tv.flat_settings(stopped))])[0]
+    assert (empty["val accuracy"], empty["samples/s"], empty["epochs"]) == ("–", "–", "0 of 200")
 
 def test_junk_is_not_a_checkpoint():
     ckpt, error = tv.read_checkpoint(b"definitely not a checkpoint")
@@ -323,7 +328,7 @@ def test_controls_reach_the_trainer_and_a_short_run_finishes(data_env, page):
     assert any("validation accuracy" in s.value for s in at.success)
     assert not start_button(at).disabled
     table = at.dataframe[-1].value
-    assert list(table["status"]) == ["finished"] and table["val accuracy"].iloc[0] > 0
+    assert list(table["status"]) == ["finished"] and float(table["val accuracy"].iloc[0].rstrip("%")) > 0
     # The overlay of runs is drawn by the browser's own plotly.js too: no st.plotly_chart on the page.
     assert not at.get("plotly_chart")
     (overlay,) = [json.loads(json.loads(c.proto.json)["figure"]) for c in at.get("bidi_component")
