@@ -6,10 +6,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
-POOLINGS = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
 INITS = ("xavier", "kaiming", "default")
 PADDINGS = ("chapter", "same")
 MAX_CONV_LAYERS = 3
@@ -166,6 +166,54 @@ class Flatten(nn.Flatten):
                 and not x.is_contiguous()):
             return _FlattenKeepFormat.apply(x)
         return super().forward(x)
+
+
+class _AvgPool2x2(torch.autograd.Function):
+    """2x2, stride-2 average pooling of a channels-last tensor with even height and width,
+    with the same values and gradients as avg_pool2d, computed by faster kernels.
+
+    On the CPU, avg_pool2d and its backward vectorise over the channels, so with LeNet's
+    few channels on large maps (6 on 28x28) they are several times slower than they need
+    be. The forward pass is a depthwise 2x2 convolution with weights 1/4 (oneDNN); the
+    backward pass spreads each gradient over its 2x2 window with two copies whose inner
+    runs are whole rows. benchmarks/engine_ops.py shows both in a training step."""
+
+    @staticmethod
+    def forward(ctx, x):
+        n, c, h, w = x.shape
+        ctx.shape = x.shape
+        weight = torch.full((c, 1, 2, 2), 0.25, dtype=x.dtype, device=x.device)
+        return F.conv2d(x, weight.contiguous(memory_format=torch.channels_last), stride=2, groups=c)
+
+    @staticmethod
+    def backward(ctx, grad):
+        n, c, h, w = ctx.shape
+        if c > 16:  # with many channels avg_pool2d's own backward is as fast or faster
+            template = grad.new_empty(ctx.shape).contiguous(memory_format=torch.channels_last)
+            return torch.ops.aten.avg_pool2d_backward(grad, template, [2, 2], [2, 2], [0, 0], False, True, None)
+        g = grad.mul(0.25).permute(0, 2, 3, 1).reshape(-1, c)          # one row per output pixel
+        rows = torch.cat([g, g], dim=1).view(n, h // 2, 1, w * c)        # each pixel twice along a row
+        full = rows.expand(n, h // 2, 2, w * c).reshape(n, h, w, c)      # each row twice
+        return full.permute(0, 3, 1, 2)
+
+
+class AvgPool2d(nn.AvgPool2d):
+    """nn.AvgPool2d(2, 2), but a channels-last training input of a large enough map
+    takes _AvgPool2x2's faster kernels. Same outputs, same gradients, no parameters."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.dim() == 4 and x.requires_grad and x.shape[1] > 1 and x.shape[2] >= 16
+                and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0 and self._is_2x2()
+                and x.is_contiguous(memory_format=torch.channels_last)):
+            return _AvgPool2x2.apply(x)
+        return super().forward(x)
+
+    def _is_2x2(self) -> bool:
+        return (self.kernel_size in (2, (2, 2)) and self.stride in (2, (2, 2)) and self.padding in (0, (0, 0))
+                and not self.ceil_mode and self.divisor_override is None)
+
+
+POOLINGS = {"avg": AvgPool2d, "max": nn.MaxPool2d}
 
 
 class LeNet(nn.Module):

@@ -222,6 +222,12 @@ class Trainer:
         for cb in self.callbacks:
             getattr(cb, name)(*args)
 
+    def batch(self, data: ImageData, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training images `idx` as float input in the trainer's layout, and their labels."""
+        # index_select copies whole images; indexing with [] goes element by element (about 10x slower here).
+        x = as_input(data.train_images.index_select(0, idx)).contiguous(memory_format=self.memory_format)
+        return x, data.train_labels.index_select(0, idx)
+
     def fit(self, model: LeNet, data: ImageData) -> FitResult:
         cfg, dev, control = self.config, self.device, self.control
         model.to(dev, memory_format=self.memory_format)
@@ -249,8 +255,7 @@ class Trainer:
                     status = "stopped"
                     break
                 idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                x = as_input(data.train_images[idx]).contiguous(memory_format=self.memory_format)
-                y = data.train_labels[idx]
+                x, y = self.batch(data, idx)
                 logits = model(x)
                 loss = F.cross_entropy(logits, y)
                 pending.append(loss.detach())
