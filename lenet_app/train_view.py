@@ -485,6 +485,11 @@ def runs_table(views: list[RunView]) -> list[dict]:
     return rows
 
 
+# The overlay is drawn once per page run, not streamed: its smoothed curves share a
+# larger budget than a live curve's.
+OVERLAY_POINTS = 1000
+
+
 def compare_figure(views: list[RunView]) -> dict:
     """Validation accuracy per epoch and smoothed loss per step of several runs, overlaid: one
     figure, two panels side by side, one legend (a click on a run hides it in both)."""
@@ -495,7 +500,7 @@ def compare_figure(views: list[RunView]) -> dict:
         traces.append({"type": "scatter", "x": [m.epoch for m in v.epochs], "y": [m.val_acc for m in v.epochs],
                        "name": v.run.name, "legendgroup": str(v.run.id), "mode": "lines+markers",
                        "line": {"color": color, "width": 3}, "cliponaxis": False, "xaxis": "x", "yaxis": "y"})
-        step, _, smooth = step_curve(v.steps, max_points=MAX_POINTS // max(len(views), 1))
+        step, _, smooth = step_curve(v.steps, max_points=max(OVERLAY_POINTS // max(len(views), 1), 100))
         traces.append({"type": "scatter", "x": step, "y": smooth, "name": v.run.name, "legendgroup": str(v.run.id),
                        "mode": "lines", "line": {"color": color, "width": 2}, "showlegend": False,
                        "xaxis": "x2", "yaxis": "y2"})
