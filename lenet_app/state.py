@@ -233,14 +233,6 @@ def model_picker(label: str, key: str, dataset: str | None = None, default: str 
     return entries[keys.index(chosen)]
 
 
-def shutdown_jobs():
-    """Stop every live job of this session (used by tests and on explicit reset)."""
-    for run in session_runs().values():
-        if run.job is not None and run.job.alive:
-            run.job.stop()
-            run.job.join(5)
-
-
 def ensure_app_frame() -> None:
     """Call first on a page. On a fresh server, Streamlit runs the first request the old
     way (there is a folder named pages/ next to app.py) when it is for a page's own URL,

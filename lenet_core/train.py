@@ -2,10 +2,12 @@
 and a background job around it that a UI can watch, pause and stop."""
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import math
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -335,6 +337,24 @@ class Snapshot:
         return self.step / self.total_steps if self.total_steps else 0.0
 
 
+_LIVE_JOBS: "weakref.WeakSet[TrainingJob]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_jobs(timeout: float = 5.0) -> None:
+    """Stop the jobs still training when the interpreter exits, and wait for them.
+
+    A job's thread is a daemon, so nothing else waits for it; left in torch's code while
+    the interpreter shuts down, it aborted the process ("terminate called without an
+    active exception", exit code 134), e.g. a Streamlit server stopped during a run."""
+    jobs = [job for job in list(_LIVE_JOBS) if job.alive]
+    for job in jobs:
+        job.stop()
+    deadline = time.monotonic() + timeout
+    for job in jobs:
+        job.join(max(deadline - time.monotonic(), 0.0))
+
+
 class TrainingJob(Callback):
     """Runs one training in a background thread. Only this object is shared with
     the caller; every read goes through `snapshot()` under a lock.
@@ -369,6 +389,7 @@ class TrainingJob(Callback):
     # -- control -------------------------------------------------------
     def start(self) -> "TrainingJob":
         self._t_start = time.perf_counter()
+        _LIVE_JOBS.add(self)
         self._thread.start()
         return self
 

@@ -39,9 +39,12 @@ def test_training_lowers_the_loss_and_beats_chance(tiny):
     assert len(result.steps) == 3 * math.ceil(512 / 32)
 
 
-def test_matches_a_plain_reference_loop(tiny):
-    """Same seed, same batches, same maths: the engine's per-step losses equal a textbook loop's."""
-    config = cfg(epochs=1, optimizer="sgd", lr=0.1)
+@pytest.mark.parametrize("model", [SMALL, ModelConfig(conv_channels=(4, 8), dense_widths=(32,))],
+                         ids=["relu-max", "sigmoid-avg"])
+def test_matches_a_plain_reference_loop(tiny, model):
+    """Same seed, same batches, same maths: the engine's per-step losses equal a textbook loop's
+    (NCHW, so torch's own pooling: the engine's channels-last fast paths change no result)."""
+    config = cfg(model=model, epochs=1, optimizer="sgd", lr=0.1)
     engine = Trainer(config).fit(build_model(config), tiny)
 
     model = build_model(config)
@@ -195,3 +198,26 @@ def test_device_label_names_the_cpu_threads():
         assert device_label("cpu") == "CPU (2 threads)"
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_interpreter_that_exits_mid_run_stops_the_job_cleanly(tiny_data_dir):
+    """A script (or a Streamlit server) that exits while a job trains ends with code 0:
+    the job's daemon thread left in torch's code used to abort the process (code 134)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import sys, time\n"
+        "from lenet_core.data import load_dataset\n"
+        "from lenet_core.train import TrainConfig, TrainingJob\n"
+        f"data = load_dataset('mnist', {str(tiny_data_dir)!r}, download=False)\n"
+        "job = TrainingJob(TrainConfig(dataset='mnist', epochs=200, batch_size=16, device='cpu'), data=data)\n"
+        "job.start()\n"
+        "while job.snapshot().step < 5: time.sleep(0.01)\n"
+        "print(job.snapshot().status, flush=True)\n")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "running"  # it did exit while the job trained
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "terminate called" not in done.stderr
