@@ -23,7 +23,6 @@ import http.server
 import json
 import math
 import random
-import shutil
 import statistics
 import sys
 import tempfile
