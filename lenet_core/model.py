@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -168,6 +169,14 @@ class Flatten(nn.Flatten):
         return super().forward(x)
 
 
+@functools.lru_cache(maxsize=32)
+def _box_weight(channels: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Depthwise 2x2 weights of 1/4: the kernel of 2x2 average pooling as a convolution
+    (cached: made once per channel count, and never as an inference-mode tensor)."""
+    with torch.inference_mode(False):
+        return torch.full((channels, 1, 2, 2), 0.25, dtype=dtype, device=device)
+
+
 class _AvgPool2x2(torch.autograd.Function):
     """2x2, stride-2 average pooling of a channels-last tensor with even height and width,
     with the same values and gradients as avg_pool2d, computed by faster kernels.
@@ -180,10 +189,9 @@ class _AvgPool2x2(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x):
-        n, c, h, w = x.shape
         ctx.shape = x.shape
-        weight = torch.full((c, 1, 2, 2), 0.25, dtype=x.dtype, device=x.device)
-        return F.conv2d(x, weight.contiguous(memory_format=torch.channels_last), stride=2, groups=c)
+        c = x.shape[1]
+        return F.conv2d(x, _box_weight(c, x.dtype, x.device), stride=2, groups=c)
 
     @staticmethod
     def backward(ctx, grad):
