@@ -183,7 +183,7 @@ class _AvgPool2x2(torch.autograd.Function):
 
     On the CPU, avg_pool2d and its backward vectorise over the channels, so with LeNet's
     few channels on large maps (6 on 28x28) they are several times slower than they need
-    be. The forward pass is a depthwise 2x2 convolution with weights 1/4 (oneDNN); the
+    to be. The forward pass is a depthwise 2x2 convolution with weights 1/4 (oneDNN); the
     backward pass spreads each gradient over its 2x2 window with two copies whose inner
     runs are whole rows. benchmarks/engine_ops.py shows both in a training step."""
 
@@ -194,6 +194,7 @@ class _AvgPool2x2(torch.autograd.Function):
         return F.conv2d(x, _box_weight(c, x.dtype, x.device), stride=2, groups=c)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         n, c, h, w = ctx.shape
         if c > 16:  # with many channels avg_pool2d's own backward is as fast or faster
