@@ -197,7 +197,8 @@ class _AvgPool2x2(torch.autograd.Function):
     def backward(ctx, grad):
         n, c, h, w = ctx.shape
         if c > 16:  # with many channels avg_pool2d's own backward is as fast or faster
-            template = grad.new_empty(ctx.shape).contiguous(memory_format=torch.channels_last)
+            template = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device,
+                                   memory_format=torch.channels_last)  # only its shape and layout are read
             return torch.ops.aten.avg_pool2d_backward(grad, template, [2, 2], [2, 2], [0, 0], False, True, None)
         g = grad.mul(0.25).permute(0, 2, 3, 1).reshape(-1, c)          # one row per output pixel
         rows = torch.cat([g, g], dim=1).view(n, h // 2, 1, w * c)        # each pixel twice along a row
