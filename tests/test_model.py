@@ -137,7 +137,7 @@ def test_flatten_hands_a_channels_last_input_a_channels_last_gradient():
 
 
 @pytest.mark.parametrize("shape", [(3, 6, 28, 28), (2, 2, 16, 20), (2, 24, 16, 16)])
-def test_avg_pool_fast_path_matches_torch_values_and_gradients(shape):
+def test_avg_pool_fast_path_matches_torch_values_and_gradients(shape, monkeypatch):
     """A channels-last training input takes the depthwise-conv pooling and its row-copy
     backward (more than 16 channels: torch's own backward); both agree with nn.AvgPool2d."""
     from lenet_core import model as m
@@ -146,15 +146,12 @@ def test_avg_pool_fast_path_matches_torch_values_and_gradients(shape):
     base, taken = torch.randn(shape), []
     grad_out = torch.randn(shape[0], shape[1], shape[2] // 2, shape[3] // 2)
     original = m._AvgPool2x2.apply
+    monkeypatch.setattr(m._AvgPool2x2, "apply", lambda t: taken.append(t.shape) or original(t))
     results = {}
     for name, layer, fmt in (("ours", m.AvgPool2d(2, 2), torch.channels_last),
                              ("torch", torch.nn.AvgPool2d(2, 2), torch.contiguous_format)):
         x = base.clone().contiguous(memory_format=fmt).requires_grad_()
-        m._AvgPool2x2.apply = lambda t: taken.append(t.shape) or original(t)
-        try:
-            out = layer(x)
-        finally:
-            m._AvgPool2x2.apply = original
+        out = layer(x)
         out.backward(grad_out)
         results[name] = (out, x.grad)
     assert taken == [torch.Size(shape)]  # the fast path ran, once, for our layer only
@@ -169,13 +166,10 @@ def test_avg_pool_fast_path_matches_torch_values_and_gradients(shape):
                                                ((2, 6, 28, 28), torch.contiguous_format, True),
                                                ((2, 6, 28, 28), torch.channels_last, False),  # inference
                                                ((2, 16, 10, 10), torch.channels_last, True)])  # small map
-def test_avg_pool_keeps_torchs_path_where_the_fast_one_does_not_apply(shape, fmt, grad):
+def test_avg_pool_keeps_torchs_path_where_the_fast_one_does_not_apply(shape, fmt, grad, monkeypatch):
     from lenet_core import model as m
 
     x = torch.randn(shape).contiguous(memory_format=fmt).requires_grad_(grad)
-    original, m._AvgPool2x2.apply = m._AvgPool2x2.apply, lambda t: pytest.fail("fast path taken")
-    try:
-        out = m.AvgPool2d(2, 2)(x)
-    finally:
-        m._AvgPool2x2.apply = original
+    monkeypatch.setattr(m._AvgPool2x2, "apply", lambda t: pytest.fail("fast path taken"))
+    out = m.AvgPool2d(2, 2)(x)
     assert torch.equal(out, torch.nn.functional.avg_pool2d(x, 2, 2))

@@ -208,7 +208,7 @@ def test_an_interpreter_that_exits_mid_run_stops_the_job_cleanly(tiny_data_dir):
     from pathlib import Path
 
     script = (
-        "import sys, time\n"
+        "import time\n"
         "from lenet_core.data import load_dataset\n"
         "from lenet_core.train import TrainConfig, TrainingJob\n"
         f"data = load_dataset('mnist', {str(tiny_data_dir)!r}, download=False)\n"
