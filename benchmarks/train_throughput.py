@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lenet_core.data import SPLIT_FILES, find_local, load_dataset  # noqa: E402
-from lenet_core.model import forward_flops, preset  # noqa: E402
+from lenet_core.model import forward_flops, plain_torch, preset  # noqa: E402
 from lenet_core.train import Trainer, TrainConfig, build_model, resolve_device  # noqa: E402
 
 
@@ -99,7 +99,8 @@ def main(argv=None):
     loader = torch.utils.data.DataLoader(tv, batch_size=config.batch_size, shuffle=True, num_workers=args.workers)
     data = load_dataset("fashion-mnist", args.data_dir)
 
-    chapter_model = build_model(config).to(device)
+    # The chapter's side is built from torch.nn's own modules only: no lenet_core fast path.
+    chapter_model = plain_torch(build_model(config)).to(device)
     chapter_opt = torch.optim.SGD(chapter_model.parameters(), lr=config.lr)
     engine_model = build_model(config)
     print(f"device {device}  threads {torch.get_num_threads()}  preset {args.preset}  "

@@ -173,3 +173,52 @@ def test_avg_pool_keeps_torchs_path_where_the_fast_one_does_not_apply(shape, fmt
     monkeypatch.setattr(m._AvgPool2x2, "apply", lambda t: pytest.fail("fast path taken"))
     out = m.AvgPool2d(2, 2)(x)
     assert torch.equal(out, torch.nn.functional.avg_pool2d(x, 2, 2))
+
+
+PHASE_CASES = [ModelConfig(), ModelConfig(kernel_size=3), ModelConfig(kernel_size=7, conv_channels=(12, 16)),
+               ModelConfig(activation="relu", conv_channels=(1, 4)), ModelConfig(activation="tanh"),
+               ModelConfig(kernel_size=4, image_size=29)]  # an even kernel with an even output
+
+
+@pytest.mark.parametrize("config", PHASE_CASES, ids=lambda c: f"{c.activation}-k{c.kernel_size}-{c.conv_channels[0]}")
+def test_first_block_by_phases_matches_the_plain_network(config, monkeypatch):
+    """Training on the CPU, an average-pooled first block runs as one conv over the image's 2x2
+    phases; its outputs and every parameter's gradient agree with torch.nn's own layers."""
+    from lenet_core import model as m
+
+    torch.manual_seed(0)
+    net = LeNet(config).to(memory_format=torch.channels_last).train()
+    plain = m.plain_torch(net)
+    assert all(type(layer).__module__.startswith("torch.nn") for layer in plain)
+    x = torch.rand(5, 1, config.image_size, config.image_size)
+    taken = []
+    original = m.conv_phases
+    monkeypatch.setattr(m, "conv_phases", lambda *a: taken.append(1) or original(*a))
+    results = {}
+    for name, module in (("ours", net), ("plain", plain)):
+        net.zero_grad()
+        out = module(x)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results[name] = out, [p.grad.clone() for p in net.parameters()]
+    assert taken == [1]  # our network took the phase path, the plain one did not
+    (ours, ours_grads), (ref, ref_grads) = results["ours"], results["plain"]
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    for g, r in zip(ours_grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5 * r.abs().max().item())
+
+
+@pytest.mark.parametrize("config, train, grad", [
+    (ModelConfig(), False, True),                            # evaluation
+    (ModelConfig(), True, False),                            # no_grad
+    (ModelConfig(pooling="max"), True, True),                # max pooling
+    (ModelConfig(conv_channels=(16, 16)), True, True),       # many filters: the direct conv is faster
+    (ModelConfig(kernel_size=4), True, True),                # odd output size (25)
+])
+def test_first_block_by_phases_only_where_it_applies(config, train, grad, monkeypatch):
+    from lenet_core import model as m
+
+    monkeypatch.setattr(m, "conv_phases", lambda *a: pytest.fail("phase path taken"))
+    net = LeNet(config).train(train)
+    with torch.set_grad_enabled(grad):
+        out = net(torch.rand(2, 1, 28, 28))
+    assert out.shape == (2, 10)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from lenet_core.data import load_dataset, synthetic_idx
-from lenet_core.model import ModelConfig, preset
+from lenet_core.model import ModelConfig, plain_torch, preset
 from lenet_core.train import Callback, Trainer, TrainConfig, TrainingJob, as_input, build_model, evaluate
 
 SMALL = ModelConfig(activation="relu", pooling="max", conv_channels=(4, 8), dense_widths=(32,))
@@ -43,11 +43,12 @@ def test_training_lowers_the_loss_and_beats_chance(tiny):
                          ids=["relu-max", "sigmoid-avg"])
 def test_matches_a_plain_reference_loop(tiny, model):
     """Same seed, same batches, same maths: the engine's per-step losses equal a textbook loop's
-    (NCHW, so torch's own pooling: the engine's channels-last fast paths change no result)."""
+    on the same network made of torch.nn's own modules in NCHW (so none of the engine's fast
+    paths: they change no result)."""
     config = cfg(model=model, epochs=1, optimizer="sgd", lr=0.1)
     engine = Trainer(config).fit(build_model(config), tiny)
 
-    model = build_model(config)
+    model = plain_torch(build_model(config))
     opt = torch.optim.SGD(model.parameters(), lr=config.lr)
     perm = torch.randperm(512, generator=torch.Generator().manual_seed(config.seed))
     reference = []
