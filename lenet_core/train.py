@@ -3,8 +3,10 @@ and a background job around it that a UI can watch, pause and stop."""
 from __future__ import annotations
 
 import atexit
+import ctypes
 import dataclasses
 import math
+import platform
 import threading
 import time
 import weakref
@@ -72,6 +74,34 @@ class TrainConfig:
             raise ConfigError("epochs", f"must be at least 1, got {self.epochs}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("device", "cuda was asked for but no CUDA GPU is available; use auto or cpu")
+
+
+# glibc's malloc hands big blocks (from 128 KB, adjusted as they are freed) to mmap and returns
+# freed memory at the top of its heap to the system, so a training step whose tensors are a few
+# MB each can fault in fresh zeroed pages for them at every step: with 32 filters in conv1 (12.8 MB
+# maps at batch 128) a CPU step took 25-26 ms here, and 10-13 ms with the two limits below fixed
+# (benchmarks/engine_ops.py). The chapter's LeNet-5 (2.4 MB maps) did not change.
+KEEP_HEAP_BELOW = 32 << 20    # blocks up to this come from the heap (glibc's largest allowed value)
+KEEP_FREED_UP_TO = 512 << 20  # free heap memory kept for reuse before any is given back
+_ALLOCATOR_TUNED: bool | None = None
+
+
+def keep_freed_memory() -> bool:
+    """Once per process, on glibc: serve tensors up to KEEP_HEAP_BELOW from the heap and keep up
+    to KEEP_FREED_UP_TO of freed memory for reuse (mallopt). True if the settings are in place.
+    The cost: the process keeps that much memory after a large run, instead of giving it back."""
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED is None:
+        _ALLOCATOR_TUNED = False
+        if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+            try:
+                libc = ctypes.CDLL("libc.so.6")
+                m_trim_threshold, m_mmap_threshold = -1, -3  # from malloc.h
+                _ALLOCATOR_TUNED = bool(libc.mallopt(m_mmap_threshold, KEEP_HEAP_BELOW)
+                                        and libc.mallopt(m_trim_threshold, KEEP_FREED_UP_TO))
+            except (OSError, AttributeError):
+                pass
+    return _ALLOCATOR_TUNED
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -219,6 +249,8 @@ class Trainer:
         self.sync_every = 1 if self.device.type == "cpu" else 25
         # oneDNN's convolutions run about 1.5x faster on NHWC tensors on the CPU (benchmarks/).
         self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        if self.device.type == "cpu":
+            keep_freed_memory()
 
     def _emit(self, name: str, *args):
         for cb in self.callbacks:

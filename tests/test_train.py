@@ -222,3 +222,31 @@ def test_an_interpreter_that_exits_mid_run_stops_the_job_cleanly(tiny_data_dir):
     assert done.stdout.strip() == "running"  # it did exit while the job trained
     assert done.returncode == 0, done.stderr[-2000:]
     assert "terminate called" not in done.stderr
+
+
+def test_cpu_training_keeps_freed_tensor_memory_for_reuse(tiny):
+    """After a CPU trainer is made, a freed 20 MB tensor stays in malloc's heap for the next one
+    instead of going back to the system (glibc), so steps stop faulting in fresh pages."""
+    import ctypes
+    import platform
+
+    from lenet_core import train
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    Trainer(cfg())
+    assert train.keep_freed_memory() is True
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+                     "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = MallInfo2
+    big = torch.empty(5 << 20)  # 20 MB: mmap'd by default, from the heap once tuned
+    mmapped = libc.mallinfo2().hblkhd
+    del big
+    info = libc.mallinfo2()
+    assert info.hblkhd == mmapped          # it was not an mmap'd block...
+    assert info.fordblks >= 20 << 20       # ...and its memory is kept, free, in the heap
