@@ -303,10 +303,10 @@ def _phase_block_fits(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool
             and conv.kernel_size[0] == conv.kernel_size[1]):
         return False
     out = [n + 2 * conv.padding[0] - conv.kernel_size[0] + 1 for n in x.shape[2:]]
-    # Measured here (interleaved A/B of whole training steps, 2-core AVX-512 machine): 1.03-1.07x
-    # for 6 filters, about 1.02x for 8 and 12. With more filters it varied from 0.82x to 2.2x
-    # between neighbouring counts (0.94x for 16, 0.98x for 24, 1.6-2.2x for 32, 1.05x for 40,
-    # 0.97x for 48, 0.82x for 56, 1.2x for 64, 0.88x for 128), so only up to 12.
+    # Measured here (interleaved A/B of whole training steps, 2-core AVX-512 machine, with
+    # train.keep_freed_memory in place): 1.03-1.07x for 6 filters, 1.02-1.10x for 8 and 12, but
+    # 0.87x for 16 and 0.95x for 24 and 32, where the direct conv vectorises well and the phase
+    # kernel's extra multiply-adds (36 taps for 25) cost more than they save. So up to 12.
     return conv.out_channels <= 12 and all(n >= 2 and n % 2 == 0 for n in out)
 
 
