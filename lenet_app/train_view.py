@@ -97,11 +97,35 @@ def current_controls() -> dict:
 
 def set_controls(values: dict) -> None:
     for name, value in values.items():
-        st.session_state[key(name)] = value
+        if name == "preset":
+            set_preset(value)
+        else:
+            st.session_state[key(name)] = value
+
+
+# The preset is the one control that the app moves by itself, to "custom" as soon as an
+# architecture control no longer matches a preset. Its value lives under key("preset"), and its
+# selectbox under a key that changes each time the app moves it. The browser sends every
+# widget's value with each edit: an edit made before the page has drawn the move (two quick
+# edits in a row) still carries the old preset, and under the one key that looked like the user
+# picking it again, which applied the preset over both edits. Under the old selectbox's key the
+# value is simply unchanged, so nothing happens.
+
+def preset_widget_key() -> str:
+    return key(f"preset_select_{st.session_state.get(key('preset_moves'), 0)}")
+
+
+def set_preset(name: str) -> None:
+    """Show `name` as the preset, without applying it."""
+    if st.session_state.get(key("preset")) != name:
+        st.session_state[key("preset")] = name
+        st.session_state[key("preset_moves")] = st.session_state.get(key("preset_moves"), 0) + 1
 
 
 def on_preset() -> None:
-    name = st.session_state[key("preset")]
+    """The user picked a preset: set every architecture control to it."""
+    name = st.session_state[preset_widget_key()]
+    st.session_state[key("preset")] = name
     if name in PRESETS:
         set_controls(arch_controls(PRESETS[name]))
 
@@ -112,7 +136,7 @@ def on_architecture() -> None:
         model = config_from_controls(current_controls()).model
     except (TypeError, ValueError):
         return
-    st.session_state[key("preset")] = matching_preset(model)
+    set_preset(matching_preset(model))
 
 
 def on_source() -> None:

@@ -41,8 +41,9 @@ with left:
     st.subheader(":material/account_tree: Architecture", divider="gray")
     if fixed:
         st.caption("Fixed by the checkpoint you continue from (see *Start from* below).")
-    st.selectbox("Preset", [*PRESETS, tv.CUSTOM], key=k("preset"), on_change=tv.on_preset,
-                 format_func=tv.PRESET_LABELS.get, disabled=fixed, persist_state=KEEP,
+    presets = [*PRESETS, tv.CUSTOM]
+    st.selectbox("Preset", presets, index=presets.index(values["preset"]), key=tv.preset_widget_key(),
+                 on_change=tv.on_preset, format_func=tv.PRESET_LABELS.get, disabled=fixed,
                  help="Sets the architecture controls below. **classic** is the chapter's LeNet-5 (sigmoid, "
                       "average pooling); **modern** is exercise 1 (ReLU, max pooling).")
     st.selectbox("Data set", list(DATASET_LABELS), key=k("dataset"), format_func=DATASET_LABELS.get,

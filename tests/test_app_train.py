@@ -308,12 +308,37 @@ def test_no_data_says_what_is_missing_and_start_is_off(no_data_env, page):
     assert "mnist data set is not available" in errors(at) and start_button(at).disabled
 
 
+def preset_box(at: AppTest):
+    return next(s for s in at.selectbox if s.label == "Preset")
+
+
+def test_a_late_preset_from_the_browser_does_not_undo_edits(data_env, page):
+    """The browser sends every widget's value with each edit. An edit of conv1 moves the preset
+    to 'custom' on the server; an edit of conv2 made before the page has drawn that still says
+    'modern' (it happened in this test's Chromium run about once in ten). That must not apply
+    the modern preset again over both edits."""
+    at = page()
+    preset_box(at).set_value("modern").run()
+    at.number_input(key="train_conv1").set_value(128)
+    browser = at._tree.get_widget_states()  # what the browser sends with the conv1 edit
+    at._run(widget_state=browser)
+    assert preset_box(at).value == "custom" and at.number_input(key="train_conv1").value == 128
+    conv2 = at.number_input(key="train_conv2").id
+    next(w for w in browser.widgets if w.id == conv2).double_value = 128  # the next edit, same page
+    at._run(widget_state=browser)
+    assert not at.exception, at.exception
+    assert [at.number_input(key=f"train_conv{i}").value for i in (1, 2)] == [128, 128]
+    assert preset_box(at).value == "custom"
+    assert any(m.value.startswith("**Layers**") and "parameters" in m.value and "61,706" not in m.value
+               for m in at.markdown)
+
+
 def test_controls_reach_the_trainer_and_a_short_run_finishes(data_env, page):
     at = page()
-    at.selectbox(key="train_preset").set_value("modern").run()
+    preset_box(at).set_value("modern").run()
     assert at.selectbox(key="train_pooling").value == "max"
     at.selectbox(key="train_pooling").set_value("avg").run()
-    assert at.selectbox(key="train_preset").value == "custom"  # moved off the preset
+    assert preset_box(at).value == "custom"  # moved off the preset
     at.slider(key="train_kernel_size").set_value(3)
     at.number_input(key="train_epochs").set_value(1)
     at.select_slider(key="train_batch_size").set_value(64)
