@@ -9,6 +9,9 @@ from browser import screenshot, wait_for_app
 # The step of the loss curve's last point (its length stops growing once the curve is downsampled).
 LAST_STEP = "() => { const x = document.querySelector('.js-plotly-plot')?._fullData?.[0]?.x; " \
             "return x && x.length ? Number(x[x.length - 1]) : 0; }"
+# The SVG path of the loss chart's smoothed line, as drawn on the page.
+DRAWN_LINE = "() => document.querySelectorAll('[data-chart=\"loss-per-step\"] .scatterlayer .trace')[1]" \
+             "?.querySelector('path.js-line')?.getAttribute('d') ?? ''"
 
 
 def open_train_page(page, url):
@@ -81,8 +84,11 @@ def test_train_page_streams_pauses_and_survives_navigation(app_server, browser_p
     assert first > 0, "the loss curve should appear while training"
     # The chart is updated in place, not rebuilt at each redraw (lenet_app/live_chart.py).
     page.evaluate("() => { document.querySelector('.js-plotly-plot')._lenetMark = 'first'; }")
+    line = page.evaluate(DRAWN_LINE)
     grown = last_step_when_changed(page, first)
     assert grown > first
+    page.wait_for_timeout(300)  # the line is redrawn in the next animation frame
+    assert page.evaluate(DRAWN_LINE) not in ("", line), "the drawn line should follow the curve's new points"
     assert page.evaluate("() => document.querySelector('.js-plotly-plot')._lenetMark") == "first", \
         "the live chart was rebuilt instead of updated"
     # While the run trains, nothing reruns the page: the browser reads the run's feed, about twice a second.
@@ -142,6 +148,10 @@ def test_train_page_streams_pauses_and_survives_navigation(app_server, browser_p
     expect(page.get_by_text(re.compile(r"3 of 3 epochs in .* samples/s on average"))).to_be_visible()
     expect(page.get_by_role("button", name="Start training")).to_be_enabled()
     wait_for_app(page)
+    # Both runs are ticked in the overlay, and its legend names both (the second was drawn empty
+    # while it trained, so its legend entry appears only with a full redraw of the chart).
+    legend = page.locator(".lenet-live-chart .legendtext")
+    expect(legend).to_have_text(["run 1", "run 2"])
     page.set_viewport_size({"width": 1400, "height": 2400})  # the app scrolls inside; show all of it
     page.wait_for_timeout(800)
     screenshot(page, "train")
