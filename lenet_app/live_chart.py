@@ -74,12 +74,12 @@ const drawnShapes = new WeakMap();  // chart node -> its figure as last drawn, l
 // Whether Plotly.animate can move `figure`'s points in `node` without redrawing the rest:
 // line and marker traces only, axes with fixed ranges (animate does not autorange them again),
 // and every trace already drawn with points (an empty one has no legend entry to show yet).
+// The caller has checked that the traces are those last drawn, less their points.
 function onlyPointsMove(node, figure) {
   const axes = Object.keys(figure.layout).filter((k) => /^[xy]axis\d*$/.test(k));
   return figure.data.every((t) => !t.type || t.type === "scatter")
     && axes.length > 0 && axes.every((k) => Array.isArray(figure.layout[k].range))
-    && Array.isArray(node.data) && node.data.length === figure.data.length
-    && node.data.every((t) => t.x && t.x.length > 0);
+    && Array.isArray(node.data) && node.data.every((t) => t.x && t.x.length > 0);
 }
 
 // Draw `figure` in `node`. Where only the traces' points changed since the last draw (same
