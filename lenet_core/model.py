@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -235,7 +236,7 @@ POOLINGS = {"avg": AvgPool2d, "max": nn.MaxPool2d}
 # filter at once. Each output pixel of the 2x2 pooling window is then one channel of the same
 # half-resolution pixel, so the activation runs on it as is and average pooling becomes the
 # mean of four channels (a fixed 1x1 conv). Same function, same parameters; the phase kernel
-# is gathered from the layer's own weight every step, so autograd sums its gradient back.
+# is spread from the layer's own weight every step, so autograd sums its gradient back.
 #
 # Only for average pooling: a max over the four phase channels (torch.max over a view, a chain of
 # maximums, or max_pool2d on a reshaped view) measured 1.3-2.9 ms with its backward, against
@@ -243,15 +244,17 @@ POOLINGS = {"avg": AvgPool2d, "max": nn.MaxPool2d}
 
 
 @functools.lru_cache(maxsize=32)
-def _phase_index(k: int, device: torch.device) -> torch.Tensor:
-    """Where each entry of the phase kernel K[(p, q, o), (r, t), a, b] = W[o, 0, 2a+r-p, 2b+t-q]
-    (0 outside W) is found in W padded to (2s+1)x(2s+1), s = k//2+1, one row before and one
-    column before, flattened: the (p, q, r, t, a, b) entries, in that order."""
+def _phase_spread(k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """0/1 matrices that spread a filter's k*k weights over its phase kernel: (4, k*k, s*s*4), so
+    that W (C, k*k) @ it is (p*2+q, C, a, b, r*2+t), the phase kernel in channels-last order."""
     s = k // 2 + 1
-    size = 2 * s + 1
-    with torch.inference_mode(False):  # saved for backward, so never an inference-mode tensor
-        p, q, r, t, a, b = torch.meshgrid(*(torch.arange(n) for n in (2, 2, 2, 2, s, s)), indexing="ij")
-        return ((2 * a + r - p + 1) * size + (2 * b + t - q + 1)).flatten().to(device)
+    with torch.inference_mode(False):
+        spread = torch.zeros(2, 2, k, k, s, s, 2, 2, dtype=dtype)
+        for p, q, r, t, a, b in itertools.product(range(2), range(2), range(2), range(2), range(s), range(s)):
+            i, j = 2 * a + r - p, 2 * b + t - q
+            if 0 <= i < k and 0 <= j < k:
+                spread[p, q, i, j, a, b, r, t] = 1
+        return spread.view(4, k * k, s * s * 4).to(device)
 
 
 @functools.lru_cache(maxsize=32)
@@ -280,9 +283,10 @@ def conv_phases(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     s = k // 2 + 1
     pad = conv.padding[0]
     extra = 2 * s - 1 - k  # 0 for odd kernels, 1 for even: the phases need 2*(out/2 + s - 1) input rows
-    padded = F.pad(conv.weight, (1, 2 * s - k, 1, 2 * s - k)).reshape(out_c, -1)
-    kernel = (padded[:, _phase_index(k, conv.weight.device)].view(out_c, 4, 4, s, s).transpose(0, 1)
-              .reshape(4 * out_c, 4, s, s).contiguous(memory_format=torch.channels_last))
+    # The phase kernel is a fixed linear spread of the weights: one small matmul, whose backward
+    # (the same matrices transposed) sums each weight's gradient from its up to 16 places.
+    kernel = (torch.matmul(conv.weight.reshape(out_c, k * k), _phase_spread(k, conv.weight.dtype, conv.weight.device))
+              .view(4 * out_c, s, s, 4).permute(0, 3, 1, 2))
     # pixel_unshuffle of the padded image, as one gather straight into channels-last (about half
     # the time of pixel_unshuffle and a layout conversion): channel r*2+t at (a, b) is padded pixel
     # (2a+r, 2b+t).
@@ -292,6 +296,21 @@ def conv_phases(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
               .view(n, h // 2, w // 2, 4).permute(0, 3, 1, 2))
     bias = conv.bias.expand(4, out_c).reshape(-1) if conv.bias is not None else None
     return F.conv2d(phases, kernel, bias)
+
+
+def _nchw_input_grad_fits(conv: nn.Module) -> bool:
+    """Whether the conv after the phase block computes its input's gradient in NCHW
+    (_ConvNCHWInputGrad): for kernels of 5 and up, without padding, with up to 16 filters.
+
+    oneDNN's channels-last input gradient is slow for few input channels: for the chapter's conv2
+    (6 -> 16, 5x5 on 14x14, batch 128) about 720 us against 510 us in NCHW, layout conversion of
+    the incoming gradient included. Interleaved A/B of whole training steps here (30 rounds of
+    30 steps): 1.026 for `classic`, 1.038 with 4 filters in conv1, 1.017 with 12 in conv2, 1.10
+    with 7x7 kernels; but 0.97 with 3x3 kernels and 0.93 with padding "same", and no gain with
+    32 filters, so those keep the channels-last gradient."""
+    return (isinstance(conv, nn.Conv2d) and conv.out_channels <= 16 and conv.kernel_size[0] >= 5
+            and conv.padding in ((0, 0), 0) and conv.groups == 1 and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.padding_mode == "zeros")
 
 
 def _phase_block_fits(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
@@ -308,6 +327,34 @@ def _phase_block_fits(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool
     # 0.87x for 16 and 0.95x for 24 and 32, where the direct conv vectorises well and the phase
     # kernel's extra multiply-adds (36 taps for 25) cost more than they save. So up to 12.
     return conv.out_channels <= 12 and all(n >= 2 and n % 2 == 0 for n in out)
+
+
+class _ConvNCHWInputGrad(torch.autograd.Function):
+    """F.conv2d of a channels-last input, whose backward computes the input's gradient in NCHW.
+    Values as F.conv2d; the input gradient differs from the channels-last one in the last bits."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, padding):
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.has_bias = padding, bias is not None
+        return F.conv2d(x, weight, bias, padding=padding)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        conv_backward = torch.ops.aten.convolution_backward
+        pad = list(ctx.padding)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            _, grad_w, grad_b = conv_backward(grad, x, weight, [weight.shape[0]] if ctx.has_bias else None,
+                                              [1, 1], pad, [1, 1], False, [0, 0], 1,
+                                              [False, ctx.needs_input_grad[1], ctx.needs_input_grad[2]])
+        if ctx.needs_input_grad[0]:
+            shape_only = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # NCHW: its layout picks oneDNN's
+            grad_x = conv_backward(grad.contiguous(), shape_only, weight.contiguous(), None, [1, 1], pad, [1, 1],
+                                   False, [0, 0], 1, [True, False, False])[0]
+            grad_x = grad_x.contiguous(memory_format=torch.channels_last)
+        return grad_x, grad_w, grad_b, None
 
 
 class LeNet(nn.Module):
@@ -352,7 +399,11 @@ class LeNet(nn.Module):
             # Training on the CPU: the first block by space-to-depth (conv_phases), then the rest.
             h = net.conv1_act(conv_phases(x, net.conv1))
             h = F.conv2d(h, _phase_mean_weight(net.conv1.out_channels, h.dtype, h.device))
-            for layer in self._after_first_block:
+            rest = self._after_first_block
+            if _nchw_input_grad_fits(rest[0]):
+                h = _ConvNCHWInputGrad.apply(h, rest[0].weight, rest[0].bias, rest[0].padding)
+                rest = rest[1:]
+            for layer in rest:
                 h = layer(h)
             return h
         return net(x)

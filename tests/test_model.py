@@ -207,6 +207,52 @@ def test_first_block_by_phases_matches_the_plain_network(config, monkeypatch):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5 * r.abs().max().item())
 
 
+@pytest.mark.parametrize("config, taken", [
+    (ModelConfig(), True), (ModelConfig(kernel_size=7, conv_channels=(12, 16)), True),
+    (ModelConfig(kernel_size=3), False),                     # 3x3: the channels-last gradient is faster
+    (ModelConfig(padding="same"), False),                    # padded conv2: likewise
+    (ModelConfig(conv_channels=(6, 32)), False),             # many filters: no gain
+    (ModelConfig(conv_channels=(6,)), False)])               # no conv2 at all
+def test_conv2_input_gradient_in_nchw_only_where_it_pays(config, taken, monkeypatch):
+    """After the phase block, conv2 of the chapter's shape computes its input's gradient in NCHW;
+    the gradients reaching conv1 agree with torch.nn's own layers, and come back channels-last."""
+    from lenet_core import model as m
+
+    calls = []
+    original = m._ConvNCHWInputGrad.apply
+    monkeypatch.setattr(m._ConvNCHWInputGrad, "apply", lambda *a: calls.append(1) or original(*a))
+    torch.manual_seed(0)
+    net = LeNet(config).to(memory_format=torch.channels_last).train()
+    x = torch.rand(4, 1, 28, 28)
+    grads = {}
+    for name, module in (("ours", net), ("plain", m.plain_torch(net))):
+        net.zero_grad()
+        module(x).square().sum().backward()
+        grads[name] = net.net.conv1.weight.grad.clone()
+    assert calls == ([1] if taken else [])
+    torch.testing.assert_close(grads["ours"], grads["plain"], rtol=1e-4, atol=1e-5 * grads["plain"].abs().max().item())
+
+
+def test_conv2_nchw_input_gradient_is_channels_last():
+    from lenet_core import model as m
+
+    conv = torch.nn.Conv2d(6, 16, 5).to(memory_format=torch.channels_last)
+    x = torch.randn(3, 6, 14, 14).contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = m._ConvNCHWInputGrad.apply(x, conv.weight, conv.bias, conv.padding)
+    grad_out = torch.randn_like(out)
+    out.backward(grad_out)
+    ref_x = x.detach().clone().requires_grad_()
+    ref_w = conv.weight.detach().clone().requires_grad_()
+    ref_b = conv.bias.detach().clone().requires_grad_()
+    ref = torch.nn.functional.conv2d(ref_x, ref_w, ref_b)
+    ref.backward(grad_out)
+    assert torch.equal(out, ref)
+    assert x.grad.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(x.grad, ref_x.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(conv.weight.grad, ref_w.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(conv.bias.grad, ref_b.grad, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("config, train, grad", [
     (ModelConfig(), False, True),                            # evaluation
     (ModelConfig(), True, False),                            # no_grad
