@@ -5,8 +5,10 @@ import io
 import json
 import os
 import pickle
+import re
 import secrets
 import time
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +80,32 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     return path
 
 
+def _why_unreadable(source, error: Exception) -> str:
+    """What a file torch.load(weights_only=True) refused is, in words for the user."""
+    text = str(error)
+    blocked = re.search(r"unsupported GLOBAL ([\w.]+)", text, re.IGNORECASE)
+    if blocked:
+        return (f"it asks to load Python objects ({blocked.group(1)}) besides tensors and plain data, "
+                "so it was refused and nothing in it was run")
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as f:
+                head = f.read(4)
+        else:
+            source.seek(0)
+            head = source.read(4)
+    except (OSError, AttributeError, ValueError):
+        head = b""
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK"):
+        return "it is a zip archive but not one written by torch.save (or it is damaged)"
+    if head.startswith(b"\x80"):
+        return ("it is a plain Python pickle, not a file written by torch.save; it was refused and "
+                "nothing in it was run")
+    return "it is not a file written by torch.save (LeNet Lab checkpoints are .pt files saved by the app or the CLI)"
+
+
 def load_checkpoint(source, map_location="cpu") -> Checkpoint:
     """Load from a path, bytes or a binary file object. Only tensors and plain
     data are unpickled (weights_only=True): nothing in the file can run code."""
@@ -85,17 +113,16 @@ def load_checkpoint(source, map_location="cpu") -> Checkpoint:
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     try:
-        payload = torch.load(source, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(source, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise CheckpointError(f"{name} is a folder, not a checkpoint file") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, TypeError,
             AttributeError, ImportError, KeyError, IndexError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            first = "it contains Python objects other than tensors and plain data, which are never loaded"
-        raise CheckpointError(f"{name} is not a LeNet Lab checkpoint: {first[:200]}") from None
+        raise CheckpointError(f"{name} is not a LeNet Lab checkpoint: {_why_unreadable(source, e)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{name} is not a LeNet Lab checkpoint (it is a torch file of another kind)")
     if payload.get("version", 0) > VERSION:

@@ -3,6 +3,9 @@ import io
 import json
 import os
 import pickle
+import random
+import re
+import zipfile
 
 import pytest
 import torch
@@ -62,18 +65,32 @@ def test_a_pickle_that_would_run_code_is_refused_and_does_not_run(tmp_path, monk
     torch.save({"format": "lenet-lab/checkpoint", "payload": Exploit()}, bad)
     plain = tmp_path / "evil.pkl"
     plain.write_bytes(pickle.dumps(Exploit()))
-    for path in (bad, plain):
-        with pytest.raises(CheckpointError, match="not a LeNet Lab checkpoint"):
+    for path, why in ((bad, r"Python objects \(posix.system\)"), (plain, "plain Python pickle")):
+        with pytest.raises(CheckpointError, match="not a LeNet Lab checkpoint") as refused:
             load_checkpoint(path)
+        assert re.search(why, str(refused.value)) and "nothing in it was run" in str(refused.value)
     assert not sentinel.exists()
 
 
-@pytest.mark.parametrize("content", [os.urandom(2048), b"", b"hello", json.dumps({"a": 1}).encode()])
-def test_garbage_is_refused(tmp_path, content):
+def _zip_of_text() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("notes.txt", "not a checkpoint")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("content, why", [
+    (b"\x01" + random.Random(0).randbytes(2047), "not a file written by torch.save"),
+    (b"", "the file is empty"),
+    (b"hello", "not a file written by torch.save"),
+    (json.dumps({"a": 1}).encode(), "not a file written by torch.save"),
+    (_zip_of_text(), "zip archive but not one written by torch.save")])
+def test_garbage_is_refused_saying_what_it_is(tmp_path, content, why):
     path = tmp_path / "x.pt"
     path.write_bytes(content)
-    with pytest.raises(CheckpointError):
-        load_checkpoint(path)
+    for source in (path, content):  # a path, and the bytes of an upload
+        with pytest.raises(CheckpointError, match=why):
+            load_checkpoint(source)
 
 
 def test_other_torch_files_and_damaged_checkpoints_are_refused(tmp_path):
