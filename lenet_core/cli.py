@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import secrets
+import signal
 import sys
+import threading
 import time
+from pathlib import Path
 
 from .model import ACTIVATIONS, INITS, PADDINGS, POOLINGS, PRESETS, ConfigError, format_summary, layer_summary, preset
 from .train import DEVICES, OPTIMIZERS, Callback, TrainConfig
@@ -84,6 +89,45 @@ def cmd_summary(args):
     print(format_summary(layer_summary(model_config(args))))
 
 
+def check_run_dir(path: str, overwrite: bool) -> Path:
+    """Before any training: the run folder can be written, and holds no run unless --overwrite."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {path} is a file; give a folder for the run")
+    if out.is_dir() and not overwrite and any((out / name).exists() for name in ("checkpoint.pt", "run.json")):
+        raise UsageError(f"--out {path} already holds a run; pass --overwrite to replace it, or choose another folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{secrets.token_hex(4)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write the run to {path}: {e.strerror or e}") from None
+    return out
+
+
+@contextlib.contextmanager
+def ctrl_c_stops(control):
+    """While training: the first Ctrl-C stops the run at the next step (it is then evaluated and
+    saved as 'stopped'), a second one quits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum, frame):
+        if control.stop_event.is_set():
+            raise KeyboardInterrupt
+        control.stop()
+        print("\nstopping after this step; the run so far is kept (Ctrl-C again to quit at once)",
+              file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def cmd_train(args):
     from .checkpoint import Checkpoint, save_run
     from .data import load_dataset
@@ -93,20 +137,25 @@ def cmd_train(args):
                          epochs=args.epochs, optimizer=args.optimizer, seed=args.seed, device=args.device)
     config.validate()
     data = load_dataset(args.dataset, args.data_dir)
+    out = check_run_dir(args.out, args.overwrite) if args.out else None
     model = build_model(config)
     trainer = Trainer(config, [ConsoleProgress()])
     print(f"training {args.preset}-based LeNet on {args.dataset} ({len(data.train_images)} images) "
           f"on {device_label(trainer.device)}", flush=True)
-    result = trainer.fit(model, data)
+    with ctrl_c_stops(trainer.control):
+        result = trainer.fit(model, data)
     final = evaluate(model, data.test_images, data.test_labels)
     metrics = {"status": result.status, "test_accuracy": final["accuracy"], "test_loss": final["loss"],
                "epochs": len(result.epochs), "train_time_s": round(sum(m.epoch_time for m in result.epochs), 2),
                "samples_per_s": round(sum(m.samples_per_s for m in result.epochs) / max(len(result.epochs), 1)),
                "per_class_accuracy": dict(zip(data.classes, final["per_class_accuracy"]))}
     print(result.message)
-    if args.out:
+    if out is not None:
         ckpt = Checkpoint(config, model, data.name, data.classes, metrics, result.epochs, result.steps)
-        save_run(args.out, ckpt, result.status)
+        try:
+            save_run(out, ckpt, result.status)
+        except OSError as e:
+            raise UsageError(f"the run trained but could not be saved to {args.out}: {e.strerror or e}") from None
         print(f"saved run to {args.out}")
     print(f"test accuracy {final['accuracy']:.4f}")
     if args.json:
@@ -153,6 +202,7 @@ def build_parser() -> Parser:
     t.add_argument("--device", default="auto", choices=DEVICES)
     t.add_argument("--data-dir", help="folder with fashion-mnist/ and mnist/ (default: $LENET_DATA_DIR, cache, download)")
     t.add_argument("--out", metavar="RUN_DIR", help="save settings, metrics and checkpoint here")
+    t.add_argument("--overwrite", action="store_true", help="replace the run already in RUN_DIR")
     t.add_argument("--json", action="store_true", help="print final metrics as JSON on the last line")
     t.set_defaults(func=cmd_train)
 

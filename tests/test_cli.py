@@ -78,3 +78,61 @@ def test_a_bad_checkpoint_exits_2(env, tmp_path):
     junk.write_bytes(os.urandom(1000))
     r = cli(env, "evaluate", str(junk))
     assert r.returncode == 2 and "not a LeNet Lab checkpoint" in r.stderr and "Traceback" not in r.stderr
+
+
+def _train_args(env, *extra):
+    return ["train", "--dataset", "mnist", "--epochs", "1", "--batch-size", "64", "--data-dir", env["_ROOT"] + "/data",
+            *extra]
+
+
+def test_an_out_folder_that_cannot_take_the_run_is_refused_before_training(env, tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    for out, says in ((a_file, "is a file"), (a_file / "run", "cannot write the run")):
+        r = cli(env, *_train_args(env, "--out", str(out)))
+        assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr
+        assert "epoch " not in r.stdout  # refused before any training
+    assert a_file.read_text() == "mine"
+
+
+def test_a_run_folder_is_not_overwritten_without_asking(env, tmp_path):
+    out = tmp_path / "run"
+    assert cli(env, *_train_args(env, "--out", str(out))).returncode == 0
+    first = (out / "checkpoint.pt").read_bytes()
+    r = cli(env, *_train_args(env, "--out", str(out), "--seed", "3"))
+    assert r.returncode == 2 and "already holds a run" in r.stderr and "--overwrite" in r.stderr
+    assert (out / "checkpoint.pt").read_bytes() == first
+    r = cli(env, *_train_args(env, "--out", str(out), "--seed", "3", "--overwrite"))
+    assert r.returncode == 0, r.stderr
+    assert (out / "checkpoint.pt").read_bytes() != first
+
+
+def test_ctrl_c_stops_training_and_keeps_the_run(env, tmp_path):
+    """The first Ctrl-C stops at the next step; the run is evaluated and saved as 'stopped'."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "lenet_core", "train", "--dataset", "mnist", "--epochs", "500", "--batch-size", "16",
+            "--data-dir", env["_ROOT"] + "/data", "--out", str(out), "--json"]
+    proc = subprocess.Popen(args, env=env, cwd=env["_ROOT"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while not any(line.startswith("epoch  2") for line in lines):  # training is well under way
+            line = proc.stdout.readline()
+            assert line, f"training ended early: {proc.stderr.read()}"
+            lines.append(line)
+        proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert time.monotonic() - t0 < 30
+    assert proc.returncode == 1 and "Traceback" not in stderr and "stopping after this step" in stderr
+    metrics = json.loads(stdout.strip().splitlines()[-1])
+    assert metrics["status"] == "stopped" and 2 <= metrics["epochs"] < 500
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "stopped"
+    r = cli({**env, "LENET_DATA_DIR": env["_ROOT"] + "/data"}, "evaluate", str(out), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["test_accuracy"] == pytest.approx(
+        metrics["test_accuracy"])
