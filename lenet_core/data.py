@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,16 +71,24 @@ def _idx_path(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def _damaged(path: Path, why: str) -> DataUnavailableError:
+    return DataUnavailableError(f"{path} is damaged: {why}. Replace it with a good copy of the file, or delete it "
+                                "and the data set is looked for in the next place (and downloaded if need be).")
+
+
 def _read_idx(path: Path) -> torch.Tensor:
     """Parse an IDX file (gzipped or not) of unsigned bytes: images or labels."""
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataUnavailableError(f"{path} is not an IDX file of unsigned bytes")
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise _damaged(path, f"it cannot be read or unpacked ({e})") from None
+    if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 3:
+        raise _damaged(path, "it is not an IDX file of unsigned bytes")
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    body = np.frombuffer(raw, dtype=np.uint8, offset=min(4 + 4 * ndim, len(raw)))
     if body.size != int(np.prod(dims)):
-        raise DataUnavailableError(f"{path} is truncated: expected {int(np.prod(dims))} bytes of data, found {body.size}")
+        raise _damaged(path, f"it is truncated, with {body.size} bytes of data where its header says {int(np.prod(dims))}")
     return torch.from_numpy(body.reshape(dims).copy())
 
 
@@ -93,6 +102,12 @@ def _load_folder(name: str, folder: Path) -> ImageData:
         images, labels = _read_idx(_idx_path(folder, img_stem)), _read_idx(_idx_path(folder, lbl_stem))
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise DataUnavailableError(f"{folder}: {split} images {tuple(images.shape)} do not match labels {tuple(labels.shape)}")
+        if tuple(images.shape[1:]) != (28, 28):
+            raise DataUnavailableError(f"{folder}: {split} images are {images.shape[1]}x{images.shape[2]}, "
+                                       f"not the 28x28 of {name}; is this the right folder?")
+        if len(labels) and int(labels.max()) >= len(DATASETS[name][2]):
+            raise DataUnavailableError(f"{folder}: {split} labels go up to {int(labels.max())}, "
+                                       f"but {name} has {len(DATASETS[name][2])} classes")
         tensors[split] = (images, labels.long())
     classes = DATASETS[name][2]
     return ImageData(name, classes, *tensors["train"], *tensors["test"], source=str(folder))

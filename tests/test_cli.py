@@ -136,3 +136,12 @@ def test_ctrl_c_stops_training_and_keeps_the_run(env, tmp_path):
     r = cli({**env, "LENET_DATA_DIR": env["_ROOT"] + "/data"}, "evaluate", str(out), "--json")
     assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["test_accuracy"] == pytest.approx(
         metrics["test_accuracy"])
+
+
+def test_a_damaged_data_file_is_one_clear_error(env, tmp_path):
+    folder = synthetic_idx(tmp_path / "mnist", n_train=10, n_test=10)
+    images = folder / "train-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[:40])
+    r = cli(env, "train", "--dataset", "mnist", "--epochs", "1", "--data-dir", str(tmp_path))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith(f"error: {images} is damaged") and "good copy" in r.stderr

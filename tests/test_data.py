@@ -1,6 +1,7 @@
 """Where data comes from, in order, and what the user is told when it is nowhere."""
 import gzip
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,6 +88,26 @@ def test_a_corrupt_file_is_reported(tmp_path):
     (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x03" + b"\x00" * 20))
     with pytest.raises(D.DataUnavailableError, match="truncated"):
         D.load_dataset("mnist", tmp_path)
+
+
+def _idx(arr: np.ndarray) -> bytes:
+    return bytes([0, 0, 8, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape) + arr.tobytes()
+
+
+@pytest.mark.parametrize("stem, content, says", [
+    ("train-images-idx3-ubyte.gz", lambda good: good[: len(good) // 2], "cannot be read or unpacked"),
+    ("train-images-idx3-ubyte.gz", lambda good: b"plain bytes, not gzip", "cannot be read or unpacked"),
+    ("train-labels-idx1-ubyte.gz", lambda good: gzip.compress(b"<html>not found</html>"), "not an IDX file"),
+    ("train-images-idx3-ubyte.gz", lambda good: gzip.compress(_idx(np.zeros((10, 32, 32), np.uint8))), "32x32"),
+    ("train-labels-idx1-ubyte.gz", lambda good: gzip.compress(_idx(np.full(10, 12, np.uint8))), "go up to 12"),
+])
+def test_a_damaged_or_wrong_file_is_named_with_what_to_do(tmp_path, stem, content, says):
+    folder = D.synthetic_idx(tmp_path / "mnist", n_train=10, n_test=10)
+    path = folder / stem
+    path.write_bytes(content(path.read_bytes()))
+    with pytest.raises(D.DataUnavailableError, match=says) as refused:
+        D.load_dataset("mnist", tmp_path, download=False)
+    assert str(path) in str(refused.value) or str(folder) in str(refused.value)
 
 
 def test_unknown_data_set_name():
