@@ -108,7 +108,8 @@ def probability_bars(probs: np.ndarray, classes, height: int = 330) -> go.Figure
                hovertemplate="%{y}: %{x:.1%}<extra></extra>")
     layout = dict(height=height, margin=dict(l=0, r=40, t=10, b=30), font=dict(size=FONT), bargap=0.25,
                   xaxis=dict(range=[0, 1], tickformat=".0%", fixedrange=True),
-                  yaxis=dict(autorange="reversed", type="category", fixedrange=True, ticksuffix="  "),
+                  yaxis=dict(autorange="reversed", type="category", fixedrange=True, ticksuffix="  ",
+                             tickfont=dict(size=FONT + 2)),  # the class names: Streamlit's theme draws them tiny
                   showlegend=False)
     return go.Figure(dict(data=[bar], layout=layout))
 

@@ -22,7 +22,13 @@ def clear_canvas():
     ss["draw_clears"] += 1  # a new key gives a new, empty canvas
 
 
-left, middle, right = st.columns([1.15, 0.85, 1.5], gap="medium")
+# Fixed widths for the canvas and the prediction, so the 280-pixel canvas is never clipped by a
+# narrow column (a projector at 1024 or 1280 pixels); the row wraps when the window is too narrow.
+row = st.container(horizontal=True, gap="medium")
+with row:
+    left = st.container(width=290)
+    middle = st.container(width=190)
+    right = st.container(width="stretch")
 with left:
     entry = model_picker("Model", key="draw_model", default="shipped:digits")
     canvas_key = "draw_canvas" if ss["draw_clears"] == 0 else f"draw_canvas_{ss['draw_clears']}"

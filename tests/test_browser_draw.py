@@ -63,3 +63,26 @@ def test_draw_predicts_then_activations_show_the_drawing(app_server, browser_pag
     page.set_viewport_size({"width": 1400, "height": 2000})
     page.wait_for_timeout(500)  # let Plotly finish drawing before the screenshot
     screenshot(page, "activations")
+
+
+VISIBLE_WIDTH = """c => { const r = c.getBoundingClientRect(); let left = r.left, right = r.right;
+    for (let p = c.parentElement; p; p = p.parentElement) {
+        const s = getComputedStyle(p);
+        if (s.overflowX !== 'visible') { const q = p.getBoundingClientRect(); left = Math.max(left, q.left); right = Math.min(right, q.right); }
+    }
+    return right - left; }"""
+
+
+def test_the_whole_canvas_shows_on_a_projector_sized_window(app_server, browser_page):
+    """At 1024 pixels wide (with the sidebar open) no column clips the 280-pixel canvas."""
+    page = browser_page
+    page.set_viewport_size({"width": 1024, "height": 768})
+    page.goto(app_server.url)
+    wait_for_app(page)
+    page.get_by_role("link", name="Draw").first.click()
+    wait_for_app(page)
+    canvas = page.locator("canvas.upper-canvas")
+    expect(canvas).to_be_visible()
+    assert canvas.bounding_box()["width"] == 280
+    assert canvas.evaluate(VISIBLE_WIDTH) >= 279.5
+    screenshot(page, "draw-1024")
