@@ -35,7 +35,13 @@ st.title("Train")
 st.caption("Set up a LeNet on the left, press **Start training**, and watch it learn. "
            "The defaults are the chapter's LeNet-5 on Fashion-MNIST. Every run is kept below to compare.")
 
-left, right = st.columns([1, 2], gap="large")
+# The controls keep a readable width (a projector at 1024 pixels squeezed a third of the page to
+# "sigr" and "ave"); the charts take the rest, or go below them when the window is too narrow.
+# Narrower than this, the charts go below the controls (the wrapper is the row's flex item).
+st.html('<style>[data-testid="stLayoutWrapper"]:has(> .st-key-train_charts) {min-width: 460px}</style>')
+with st.container(horizontal=True, gap="large"):
+    left = st.container(width=340)
+    right = st.container(width="stretch", key="train_charts")
 
 with left:
     st.subheader(":material/account_tree: Architecture", divider="gray")

@@ -74,7 +74,7 @@ VISIBLE_WIDTH = """c => { const r = c.getBoundingClientRect(); let left = r.left
 
 
 def test_the_whole_canvas_shows_on_a_projector_sized_window(app_server, browser_page):
-    """At 1024 pixels wide (with the sidebar open) no column clips the 280-pixel canvas."""
+    """At 1024 pixels wide no column clips the 280-pixel canvas."""
     page = browser_page
     page.set_viewport_size({"width": 1024, "height": 768})
     page.goto(app_server.url)

@@ -57,8 +57,9 @@ def test_a_page_url_opened_first_on_a_fresh_server_gets_the_app_frame(app_env, s
     page = browser_page
     page.goto(f"{server.url}/evaluate")
     wait_for_app(page)
-    nav = page.get_by_test_id("stSidebarNav")
+    nav = page.get_by_test_id("stTopNav")  # app.py's navigation, along the top
     expect(nav.get_by_role("link", name="Home", exact=True)).to_be_visible()
-    expect(nav.get_by_role("link", name="app", exact=True)).to_have_count(0)
+    expect(page.get_by_role("link", name="app", exact=True)).to_have_count(0)  # the bare script's file list
+    expect(page.get_by_test_id("stSidebarNav")).to_have_count(0)
     expect(page.get_by_test_id("stMain").get_by_role("heading", name="Evaluate")).to_be_visible()
     expect(page.locator(".js-plotly-plot").first).to_be_visible()
