@@ -257,7 +257,8 @@ _PANEL_CSS = """
   background: var(--st-secondary-background-color, #f0f2f6); }
 .lenet-progress-fill { height: 100%; width: 0; background: var(--st-primary-color, #ff4b4b); }
 .lenet-chart { width: 100%; min-width: 0; }
-.lenet-chart-row { display: grid; grid-template-columns: 1fr 1fr; gap: 1rem; }
+/* Side by side when each gets 300 pixels, else one under the other (a 1024-pixel window). */
+.lenet-chart-row { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 1rem; }
 """
 
 _panel = st.components.v2.component(

@@ -303,9 +303,10 @@ LIVE_MARGIN = {"l": 60, "r": 10, "t": 50, "b": 45}
 
 def _figure(traces: list[dict], title: str, height: int, xaxis: dict, yaxis: dict, **layout) -> dict:
     return {"data": traces, "layout": {
-        "title": {"text": title}, "height": height, "margin": LIVE_MARGIN,
+        "title": {"text": title, "yref": "container", "y": 1, "yanchor": "top", "pad": {"t": 14}},
+        "height": height, "margin": LIVE_MARGIN,
         "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
-        "xaxis": {**xaxis, "automargin": False}, "yaxis": {**yaxis, "automargin": False}, **layout}}
+        "xaxis": {**xaxis, "automargin": False}, "yaxis": {**yaxis, "automargin": False}} | layout}
 
 
 def loss_axis(*series) -> dict:
@@ -340,12 +341,16 @@ def epoch_figures(epochs: list[EpochMetrics], total_epochs: int) -> tuple[dict, 
     loss = _figure(
         [{"type": "scatter", "x": x, "y": train_loss, "name": "train", "mode": "lines+markers"},
          {"type": "scatter", "x": x, "y": val_loss, "name": "validation", "mode": "lines+markers"}],
-        "Loss per epoch", 300, xaxis, loss_axis(train_loss, val_loss))
+        "Loss per epoch", 320, xaxis, loss_axis(train_loss, val_loss),
+        # The legend on a line of its own under the title: beside it, on a chart half the panel
+        # wide, the two ran into each other.
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0},
+        margin={**LIVE_MARGIN, "t": 70})
     acc = _figure(
         [{"type": "scatter", "x": x, "y": [m.val_acc for m in epochs], "name": "validation",
           "mode": "lines+markers", "line": {"width": 3}, "cliponaxis": False}],  # 100% is drawn whole
-        "Validation accuracy", 300, xaxis, {"title": {"text": "accuracy"}, "tickformat": ".0%", "range": [0, 1]},
-        showlegend=False)
+        "Validation accuracy", 320, xaxis, {"title": {"text": "accuracy"}, "tickformat": ".0%", "range": [0, 1]},
+        showlegend=False, margin={**LIVE_MARGIN, "t": 70})  # the plot as tall as the loss chart's beside it
     return loss, acc
 
 
@@ -518,6 +523,7 @@ def compare_figure(views: list[RunView]) -> dict:
     """Validation accuracy per epoch and smoothed loss per step of several runs, overlaid: one
     figure, two panels side by side, one legend (a click on a run hides it in both)."""
     palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+    most_epochs = max([len(v.epochs) for v in views] + [1])
     traces = []
     for i, v in enumerate(views):
         color = palette[i % len(palette)]
@@ -531,18 +537,18 @@ def compare_figure(views: list[RunView]) -> dict:
 
     def panel_title(text: str, x: float) -> dict:  # the live charts' titles: bold, on the left
         return {"text": f"<b>{text}</b>", "x": x, "xref": "paper", "xanchor": "left", "y": 1.02, "yref": "paper",
-                "yanchor": "bottom", "showarrow": False, "font": {"size": 16}}
+                "yanchor": "bottom", "showarrow": False, "font": {"size": 15}}
 
     return {"data": traces, "layout": {
         "height": 420, "margin": {"l": 10, "r": 10, "t": 40, "b": 10},  # grown to fit ticks, titles, legend
         "xaxis": {"domain": [0, 0.45], "anchor": "y", "title": {"text": "epoch"}, "automargin": True,
-                  "rangemode": "tozero"},
+                  "range": [0.5, most_epochs + 0.5], **({"dtick": 1} if most_epochs <= 20 else {})},
         "yaxis": {"anchor": "x", "title": {"text": "accuracy"}, "tickformat": ".0%", "range": [0, 1],
                   "automargin": True},
         "xaxis2": {"domain": [0.55, 1], "anchor": "y2", "title": {"text": "step"}, "automargin": True},
         "yaxis2": {"anchor": "x2", "title": {"text": "loss"}, "rangemode": "tozero", "automargin": True},
-        "annotations": [panel_title("Validation accuracy per epoch", 0),
-                        panel_title("Training loss per step (smoothed)", 0.55)],
+        # Short titles: each panel is under 250 pixels wide when the window is 1024.
+        "annotations": [panel_title("Validation accuracy", 0), panel_title("Smoothed loss per step", 0.55)],
         "legend": {"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0}}}
 
 

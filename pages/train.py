@@ -148,15 +148,14 @@ with right:
         tv.show_curves([], [], tv.total_steps(config, data), config.epochs)
     elif current is not None and current.job is not None:
         job = current.job
-        head, buttons = st.columns([3, 2], vertical_alignment="center")  # room for "Resume"
-        head.subheader(f"{current.name} · {tv.run_status(job)}", anchor=False)
-        if live:  # a click reruns the whole page, so these need no live updates
-            b1, b2 = buttons.columns(2)
-            if job.control.paused:
-                b1.button("Resume", icon=":material/play_arrow:", on_click=job.resume, width="stretch")
-            else:
-                b1.button("Pause", icon=":material/pause:", on_click=job.pause, width="stretch")
-            b2.button("Stop", icon=":material/stop:", on_click=job.stop, width="stretch")
+        with st.container(horizontal=True, vertical_alignment="center"):
+            st.subheader(f"{current.name} · {tv.run_status(job)}", anchor=False)
+            if live:  # a click reruns the whole page, so these need no live updates
+                if job.control.paused:
+                    st.button("Resume", icon=":material/play_arrow:", on_click=job.resume)
+                else:
+                    st.button("Pause", icon=":material/pause:", on_click=job.pause)
+                st.button("Stop", icon=":material/stop:", on_click=job.stop)
 
         # While the run trains, the browser redraws its panel from a file the server keeps
         # fresh (no reruns); where that cannot work, a fragment redraws it twice a second.
@@ -192,7 +191,7 @@ with right:
         live_plotly_chart(tv.compare_figure([v for v in views if v.run.id in chosen]), "compare-runs")
         downloadable = [v.run.id for v in views if v.status in ("finished", "stopped", "uploaded")]
         if downloadable:
-            c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
+            c1, c2 = st.columns(2, vertical_alignment="bottom")
             run = session_runs()[c1.selectbox("Checkpoint of", downloadable, format_func=names.get)]
             c2.download_button("Download checkpoint", data=tv.checkpoint_data(run), file_name=tv.checkpoint_name(run),
                                mime="application/octet-stream", icon=":material/download:", width="stretch",
