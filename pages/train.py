@@ -35,9 +35,9 @@ st.title("Train")
 st.caption("Set up a LeNet on the left, press **Start training**, and watch it learn. "
            "The defaults are the chapter's LeNet-5 on Fashion-MNIST. Every run is kept below to compare.")
 
-# The controls keep a readable width (a projector at 1024 pixels squeezed a third of the page to
-# "sigr" and "ave"); the charts take the rest, or go below them when the window is too narrow.
-# Narrower than this, the charts go below the controls (the wrapper is the row's flex item).
+# The controls keep a readable width (a third of a 1024-pixel window squeezed them to "sigr" and
+# "ave"); the charts take the rest, and go below the controls when that is under 460 pixels (the
+# style is on the wrapper, the row's flex item).
 st.html('<style>[data-testid="stLayoutWrapper"]:has(> .st-key-train_charts) {min-width: 460px}</style>')
 with st.container(horizontal=True, gap="large"):
     left = st.container(width=340)
