@@ -18,6 +18,23 @@ for col, (path, title, icon, what) in zip(st.columns(len(PAGES)), PAGES):
         st.markdown(what)
         st.page_link(path, label=f"Open {title}", icon=":material/arrow_forward:")
 
+EXERCISES = [
+    ("Modernise LeNet: max pooling instead of average pooling, ReLU instead of sigmoid.",
+     "Pick the **modern** preset on Train, start it, and overlay it on a **classic** run under *Runs of this session*.",
+     "pages/train.py", "Train"),
+    ("Change the network's size: kernel size, channels, conv and dense layers, learning rate, init, epochs.",
+     "Each is a control on Train; the layer table shows the new shapes and parameter count before you start.",
+     "pages/train.py", "Train"),
+    ("Show the first and second conv layers' activations for different inputs, e.g. pullovers and coats.",
+     "On Activations, choose **Compare two inputs**: A, B and their difference, map by map.",
+     "pages/activations.py", "Activations"),
+]
+st.markdown("##### The chapter's exercises, here")
+for i, (task, how, path, title) in enumerate(EXERCISES, 1):
+    c1, c2 = st.columns([5, 1], vertical_alignment="center")
+    c1.markdown(f"**{i}. {task}** {how}")
+    c2.page_link(path, label=title, icon=":material/arrow_forward:")
+
 # Imported only now: torch comes with it (1.5-2 s on a cold start), and the text above is
 # already on screen while it loads.
 from lenet_app.state import (DATASET_LABELS, device_info, ensure_app_frame, local_data_status,  # noqa: E402

@@ -83,3 +83,14 @@ def test_home_mentions_saved_run_folders(env, monkeypatch, tmp_path):
     assert "before-class (MNIST digits, 97.9%)" in caption and str(runs) in caption
     assert "saved run" not in caption  # the caption already says they are saved runs
 
+
+
+def test_home_maps_the_chapters_exercises_to_pages(env):
+    at = open_home()
+    text = markdown(at)
+    assert "The chapter's exercises, here" in text
+    for words in ("max pooling instead of average pooling, ReLU instead of sigmoid", "**modern** preset",
+                  "kernel size, channels, conv and dense layers", "pullovers and coats", "**Compare two inputs**"):
+        assert words in text
+    labels = [(link.proto.label, link.proto.page) for link in at.get("page_link")]
+    assert ("Train", "train") in labels and ("Activations", "activations") in labels
