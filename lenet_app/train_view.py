@@ -299,6 +299,7 @@ def step_curve(steps: list[tuple[int, float]], total_steps: int | None = None, m
 # benchmarks/streaming_cost.py's panel), CPU that training on the same small machine
 # pays for.
 LIVE_MARGIN = {"l": 60, "r": 10, "t": 50, "b": 45}
+EPOCH_MARGIN = {**LIVE_MARGIN, "t": 70}  # the epoch charts: room for the loss chart's legend under its title
 
 
 def _figure(traces: list[dict], title: str, height: int, xaxis: dict, yaxis: dict, **layout) -> dict:
@@ -345,12 +346,12 @@ def epoch_figures(epochs: list[EpochMetrics], total_epochs: int) -> tuple[dict, 
         # The legend on a line of its own under the title: beside it, on a chart half the panel
         # wide, the two ran into each other.
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0},
-        margin={**LIVE_MARGIN, "t": 70})
+        margin=EPOCH_MARGIN)
     acc = _figure(
         [{"type": "scatter", "x": x, "y": [m.val_acc for m in epochs], "name": "validation",
           "mode": "lines+markers", "line": {"width": 3}, "cliponaxis": False}],  # 100% is drawn whole
         "Validation accuracy", 320, xaxis, {"title": {"text": "accuracy"}, "tickformat": ".0%", "range": [0, 1]},
-        showlegend=False, margin={**LIVE_MARGIN, "t": 70})  # the plot as tall as the loss chart's beside it
+        showlegend=False, margin=EPOCH_MARGIN)  # the plot as tall as the loss chart's beside it
     return loss, acc
 
 

@@ -147,6 +147,11 @@ def runs_root() -> Path:
     return Path(os.environ.get("LENET_RUNS_DIR", "runs"))
 
 
+def holds_run(folder: str | os.PathLike) -> bool:
+    """Whether `folder` already holds (part of) a run that save_run would replace."""
+    return any((Path(folder) / name).exists() for name in ("checkpoint.pt", "run.json"))
+
+
 def save_run(run_dir: str | os.PathLike, ckpt: Checkpoint, status: str = "finished", extra: dict | None = None) -> Path:
     """Write settings, metrics per step and epoch, and the checkpoint into `run_dir`."""
     run_dir = Path(run_dir)

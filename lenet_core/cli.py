@@ -91,10 +91,12 @@ def cmd_summary(args):
 
 def check_run_dir(path: str, overwrite: bool) -> Path:
     """Before any training: the run folder can be written, and holds no run unless --overwrite."""
+    from .checkpoint import holds_run
+
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {path} is a file; give a folder for the run")
-    if out.is_dir() and not overwrite and any((out / name).exists() for name in ("checkpoint.pt", "run.json")):
+    if out.is_dir() and not overwrite and holds_run(out):
         raise UsageError(f"--out {path} already holds a run; pass --overwrite to replace it, or choose another folder")
     try:
         out.mkdir(parents=True, exist_ok=True)

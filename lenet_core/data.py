@@ -97,6 +97,7 @@ def _folder_complete(folder: Path) -> bool:
 
 
 def _load_folder(name: str, folder: Path) -> ImageData:
+    classes = DATASETS[name][2]
     tensors = {}
     for split, (img_stem, lbl_stem) in SPLIT_FILES.items():
         images, labels = _read_idx(_idx_path(folder, img_stem)), _read_idx(_idx_path(folder, lbl_stem))
@@ -105,11 +106,10 @@ def _load_folder(name: str, folder: Path) -> ImageData:
         if tuple(images.shape[1:]) != (28, 28):
             raise DataUnavailableError(f"{folder}: {split} images are {images.shape[1]}x{images.shape[2]}, "
                                        f"not the 28x28 of {name}; is this the right folder?")
-        if len(labels) and int(labels.max()) >= len(DATASETS[name][2]):
+        if len(labels) and int(labels.max()) >= len(classes):
             raise DataUnavailableError(f"{folder}: {split} labels go up to {int(labels.max())}, "
-                                       f"but {name} has {len(DATASETS[name][2])} classes")
+                                       f"but {name} has {len(classes)} classes")
         tensors[split] = (images, labels.long())
-    classes = DATASETS[name][2]
     return ImageData(name, classes, *tensors["train"], *tensors["test"], source=str(folder))
 
 

@@ -298,6 +298,13 @@ def conv_phases(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     return F.conv2d(phases, kernel, bias)
 
 
+def _plain_conv(conv: nn.Module) -> bool:
+    """An nn.Conv2d with stride 1, no dilation, no groups and zero padding mode: the kind both
+    training fast paths below know how to compute."""
+    return (isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.padding_mode == "zeros")
+
+
 def _nchw_input_grad_fits(conv: nn.Module) -> bool:
     """Whether the conv after the phase block computes its input's gradient in NCHW
     (_ConvNCHWInputGrad): for kernels of 5 and up, without padding, with up to 16 filters.
@@ -308,16 +315,14 @@ def _nchw_input_grad_fits(conv: nn.Module) -> bool:
     30 steps): 1.026 for `classic`, 1.038 with 4 filters in conv1, 1.017 with 12 in conv2, 1.10
     with 7x7 kernels; but 0.97 with 3x3 kernels and 0.93 with padding "same", and no gain with
     32 filters, so those keep the channels-last gradient."""
-    return (isinstance(conv, nn.Conv2d) and conv.out_channels <= 16 and conv.kernel_size[0] >= 5
-            and conv.padding in ((0, 0), 0) and conv.groups == 1 and conv.stride == (1, 1)
-            and conv.dilation == (1, 1) and conv.padding_mode == "zeros")
+    return (_plain_conv(conv) and conv.out_channels <= 16 and conv.kernel_size[0] >= 5
+            and conv.padding in ((0, 0), 0))
 
 
 def _phase_block_fits(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
     """Whether conv -> activation -> pool can run as conv_phases (see above)."""
-    if not (isinstance(conv, nn.Conv2d) and isinstance(pool, AvgPool2d) and pool._is_2x2()
-            and x.dim() == 4 and x.device.type == "cpu" and conv.in_channels == 1 and conv.groups == 1
-            and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.padding_mode == "zeros"
+    if not (_plain_conv(conv) and isinstance(pool, AvgPool2d) and pool._is_2x2()
+            and x.dim() == 4 and x.device.type == "cpu" and conv.in_channels == 1
             and isinstance(conv.padding, tuple) and conv.padding[0] == conv.padding[1]
             and conv.kernel_size[0] == conv.kernel_size[1]):
         return False
