@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import torch
 
-from .model import LeNet
+from .model import LeNet, ModelConfig, num_parameters
 
 
 @torch.inference_mode()
@@ -42,3 +43,31 @@ def predict_proba(model: LeNet, x: torch.Tensor) -> torch.Tensor:
     p = torch.softmax(model(x.to(next(model.parameters()).device)), dim=1).cpu()
     model.train(was_training)
     return p
+
+
+@dataclass
+class LayerRow:
+    name: str
+    kind: str
+    output_shape: tuple[int, ...]
+    parameters: int
+
+
+def layer_summary(config_or_model: ModelConfig | LeNet, batch_size: int = 1) -> list[LayerRow]:
+    """Each layer's name, type, output shape (with the batch) and parameters, found by pushing a
+    zero batch through the network, as the chapter's layer_summary does."""
+    model = config_or_model if isinstance(config_or_model, LeNet) else LeNet(config_or_model)
+    x = torch.zeros(batch_size, model.config.in_channels, model.config.image_size, model.config.image_size)
+    rows = []
+    with torch.no_grad():
+        for name, layer in model.net.named_children():
+            x = layer(x)
+            rows.append(LayerRow(name, type(layer).__name__, tuple(x.shape), num_parameters(layer)))
+    return rows
+
+
+def format_summary(rows: list[LayerRow]) -> str:
+    lines = [f"{'layer':<12} {'type':<10} {'output shape':<18} {'params':>8}"]
+    lines += [f"{r.name:<12} {r.kind:<10} {str(r.output_shape):<18} {r.parameters:>8,}" for r in rows]
+    lines.append(f"{'total':<12} {'':<10} {'':<18} {sum(r.parameters for r in rows):>8,}")
+    return "\n".join(lines)

@@ -4,8 +4,9 @@ import itertools
 import pytest
 import torch
 
-from lenet_core.model import (ACTIVATIONS, INITS, PADDINGS, POOLINGS, ConfigError, LeNet, ModelConfig,
-                              forward_flops, layer_summary, num_parameters, preset)
+from lenet_core.activations import layer_summary
+from lenet_core.model import (ACTIVATIONS, INITS, PADDINGS, POOLINGS, ConfigError, LeNet, ModelConfig, num_parameters,
+                              preset)
 
 # The chapter's layer_summary((1, 1, 28, 28)) for LeNet-5, with each layer's parameters.
 CHAPTER_TABLE = [
@@ -70,7 +71,8 @@ def test_every_setting_builds_and_runs_or_says_why(act, pool, k, convs, dense, i
     out = LeNet(cfg)(torch.rand(2, 1, 28, 28))
     assert out.shape == (2, 10) and torch.isfinite(out).all()
     assert shapes[-1] == ("output", (10,))
-    assert forward_flops(cfg) > 0
+    params, macs = cfg.counts()
+    assert macs > 0 and params == num_parameters(LeNet(cfg))
 
 
 def test_all_grid_settings_either_build_or_raise_config_error():
@@ -113,158 +115,35 @@ def test_config_round_trips_through_a_dict():
         preset("huge")
 
 
-def test_flatten_hands_a_channels_last_input_a_channels_last_gradient():
-    """The trainer's channels-last layout survives the flatten on the way back (pooling's
-    backward is slow on mixed layouts); values and gradients match nn.Flatten's."""
-    from lenet_core.model import Flatten
-
-    torch.manual_seed(0)
-    base = torch.randn(4, 16, 5, 5)
-    weights = torch.randn(4, 400)
-    grads = {}
-    for name, layer, fmt in (("ours", Flatten(), torch.channels_last), ("torch", torch.nn.Flatten(), torch.contiguous_format)):
-        x = base.clone().contiguous(memory_format=fmt).requires_grad_()
-        out = layer(x)
-        assert torch.equal(out, base.flatten(1))
-        (out * weights).sum().backward()
-        grads[name] = x.grad
-    assert grads["ours"].is_contiguous(memory_format=torch.channels_last) and not grads["ours"].is_contiguous()
-    assert torch.equal(grads["ours"], grads["torch"])
-    # An NCHW input takes nn.Flatten's own path.
-    x = base.clone().requires_grad_()
-    Flatten()(x).sum().backward()
-    assert x.grad.is_contiguous()
+def test_model_is_built_from_torch_nn_modules_only():
+    """model.py is the chapter's network: every layer is one of torch.nn's own modules."""
+    model = LeNet(preset("classic"))
+    assert all(type(layer).__module__.startswith("torch.nn") for layer in model.net)
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.equal(model(x), model.net(x))
 
 
-@pytest.mark.parametrize("shape", [(3, 6, 28, 28), (2, 2, 16, 20), (2, 24, 16, 16)])
-def test_avg_pool_fast_path_matches_torch_values_and_gradients(shape, monkeypatch):
-    """A channels-last training input takes the depthwise-conv pooling and its row-copy
-    backward (more than 16 channels: torch's own backward); both agree with nn.AvgPool2d."""
-    from lenet_core import model as m
-
-    torch.manual_seed(0)
-    base, taken = torch.randn(shape), []
-    grad_out = torch.randn(shape[0], shape[1], shape[2] // 2, shape[3] // 2)
-    original = m._AvgPool2x2.apply
-    monkeypatch.setattr(m._AvgPool2x2, "apply", lambda t: taken.append(t.shape) or original(t))
-    results = {}
-    for name, layer, fmt in (("ours", m.AvgPool2d(2, 2), torch.channels_last),
-                             ("torch", torch.nn.AvgPool2d(2, 2), torch.contiguous_format)):
-        x = base.clone().contiguous(memory_format=fmt).requires_grad_()
-        out = layer(x)
-        out.backward(grad_out)
-        results[name] = (out, x.grad)
-    assert taken == [torch.Size(shape)]  # the fast path ran, once, for our layer only
-    (ours, ours_grad), (ref, ref_grad) = results["ours"], results["torch"]
-    assert ours.is_contiguous(memory_format=torch.channels_last)
-    assert ours_grad.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
-    torch.testing.assert_close(ours_grad, ref_grad, rtol=0, atol=0)
+def test_counts_match_the_built_network_and_the_chapters_figures():
+    params, macs = preset("classic").counts()
+    assert params == 61_706
+    # conv1 6x28x28x25, conv2 16x10x10x150, dense 400x120 + 120x84 + 84x10
+    assert macs == 6 * 28 * 28 * 25 + 16 * 10 * 10 * 150 + 400 * 120 + 120 * 84 + 84 * 10
 
 
-@pytest.mark.parametrize("shape, fmt, grad", [((2, 6, 15, 15), torch.channels_last, True),   # odd size
-                                               ((2, 6, 28, 28), torch.contiguous_format, True),
-                                               ((2, 6, 28, 28), torch.channels_last, False),  # inference
-                                               ((2, 16, 10, 10), torch.channels_last, True)])  # small map
-def test_avg_pool_keeps_torchs_path_where_the_fast_one_does_not_apply(shape, fmt, grad, monkeypatch):
-    from lenet_core import model as m
-
-    x = torch.randn(shape).contiguous(memory_format=fmt).requires_grad_(grad)
-    monkeypatch.setattr(m._AvgPool2x2, "apply", lambda t: pytest.fail("fast path taken"))
-    out = m.AvgPool2d(2, 2)(x)
-    assert torch.equal(out, torch.nn.functional.avg_pool2d(x, 2, 2))
-
-
-PHASE_CASES = [ModelConfig(), ModelConfig(kernel_size=3), ModelConfig(kernel_size=7, conv_channels=(12, 16)),
-               ModelConfig(activation="relu", conv_channels=(1, 4)), ModelConfig(activation="tanh"),
-               ModelConfig(kernel_size=4, image_size=29)]  # an even kernel with an even output
-
-
-@pytest.mark.parametrize("config", PHASE_CASES, ids=lambda c: f"{c.activation}-k{c.kernel_size}-{c.conv_channels[0]}")
-def test_first_block_by_phases_matches_the_plain_network(config, monkeypatch):
-    """Training on the CPU, an average-pooled first block runs as one conv over the image's 2x2
-    phases; its outputs and every parameter's gradient agree with torch.nn's own layers."""
-    from lenet_core import model as m
-
-    torch.manual_seed(0)
-    net = LeNet(config).to(memory_format=torch.channels_last).train()
-    plain = m.plain_torch(net)
-    assert all(type(layer).__module__.startswith("torch.nn") for layer in plain)
-    x = torch.rand(5, 1, config.image_size, config.image_size)
-    taken = []
-    original = m.conv_phases
-    monkeypatch.setattr(m, "conv_phases", lambda *a: taken.append(1) or original(*a))
-    results = {}
-    for name, module in (("ours", net), ("plain", plain)):
-        net.zero_grad()
-        out = module(x)
-        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
-        results[name] = out, [p.grad.clone() for p in net.parameters()]
-    assert taken == [1]  # our network took the phase path, the plain one did not
-    (ours, ours_grads), (ref, ref_grads) = results["ours"], results["plain"]
-    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
-    for g, r in zip(ours_grads, ref_grads):
-        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5 * r.abs().max().item())
-
-
-@pytest.mark.parametrize("config, taken", [
-    (ModelConfig(), True), (ModelConfig(kernel_size=7, conv_channels=(12, 16)), True),
-    (ModelConfig(kernel_size=3), False),                     # 3x3: the channels-last gradient is faster
-    (ModelConfig(padding="same"), False),                    # padded conv2: likewise
-    (ModelConfig(conv_channels=(6, 32)), False),             # many filters: no gain
-    (ModelConfig(conv_channels=(6,)), False)])               # no conv2 at all
-def test_conv2_input_gradient_in_nchw_only_where_it_pays(config, taken, monkeypatch):
-    """After the phase block, conv2 of the chapter's shape computes its input's gradient in NCHW;
-    the gradients reaching conv1 agree with torch.nn's own layers, and come back channels-last."""
-    from lenet_core import model as m
-
-    calls = []
-    original = m._ConvNCHWInputGrad.apply
-    monkeypatch.setattr(m._ConvNCHWInputGrad, "apply", lambda *a: calls.append(1) or original(*a))
-    torch.manual_seed(0)
-    net = LeNet(config).to(memory_format=torch.channels_last).train()
-    x = torch.rand(4, 1, 28, 28)
-    grads = {}
-    for name, module in (("ours", net), ("plain", m.plain_torch(net))):
-        net.zero_grad()
-        module(x).square().sum().backward()
-        grads[name] = net.net.conv1.weight.grad.clone()
-    assert calls == ([1] if taken else [])
-    torch.testing.assert_close(grads["ours"], grads["plain"], rtol=1e-4, atol=1e-5 * grads["plain"].abs().max().item())
-
-
-def test_conv2_nchw_input_gradient_is_channels_last():
-    from lenet_core import model as m
-
-    conv = torch.nn.Conv2d(6, 16, 5).to(memory_format=torch.channels_last)
-    x = torch.randn(3, 6, 14, 14).contiguous(memory_format=torch.channels_last).requires_grad_()
-    out = m._ConvNCHWInputGrad.apply(x, conv.weight, conv.bias, conv.padding)
-    grad_out = torch.randn_like(out)
-    out.backward(grad_out)
-    ref_x = x.detach().clone().requires_grad_()
-    ref_w = conv.weight.detach().clone().requires_grad_()
-    ref_b = conv.bias.detach().clone().requires_grad_()
-    ref = torch.nn.functional.conv2d(ref_x, ref_w, ref_b)
-    ref.backward(grad_out)
-    assert torch.equal(out, ref)
-    assert x.grad.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(x.grad, ref_x.grad, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(conv.weight.grad, ref_w.grad, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(conv.bias.grad, ref_b.grad, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("config, train, grad", [
-    (ModelConfig(), False, True),                            # evaluation
-    (ModelConfig(), True, False),                            # no_grad
-    (ModelConfig(pooling="max"), True, True),                # max pooling
-    (ModelConfig(conv_channels=(16, 16)), True, True),       # many filters: the direct conv is faster
-    (ModelConfig(kernel_size=4), True, True),                # odd output size (25)
+@pytest.mark.parametrize("changes, setting, says", [
+    (dict(dense_widths=(2_000_000,)), "dense_widths", "1 to 1,024"),
+    (dict(conv_channels=(6, 500)), "conv_channels", "1 to 128"),
+    (dict(kernel_size=13), "kernel_size", "1 to 11"),
+    (dict(num_classes=11), "num_classes", "11"),
+    (dict(image_size=32), "image_size", "32"),
+    (dict(in_channels=3), "in_channels", "3"),
+    (dict(conv_channels=(128, 128, 128), padding="same", kernel_size=9), "conv_channels", "million multiply-adds"),
+    (dict(dense_widths=(1024, 1024, 1024), conv_channels=(128,), kernel_size=3), "dense_widths", "parameters"),
 ])
-def test_first_block_by_phases_only_where_it_applies(config, train, grad, monkeypatch):
-    from lenet_core import model as m
+def test_settings_outside_the_apps_bounds_are_refused_before_anything_is_built(changes, setting, says, monkeypatch):
+    import lenet_core.model as m
 
-    monkeypatch.setattr(m, "conv_phases", lambda *a: pytest.fail("phase path taken"))
-    net = LeNet(config).train(train)
-    with torch.set_grad_enabled(grad):
-        out = net(torch.rand(2, 1, 28, 28))
-    assert out.shape == (2, 10)
+    monkeypatch.setattr(m.LeNet, "__init__", lambda *a: pytest.fail("a model was built"))
+    with pytest.raises(ConfigError) as info:
+        ModelConfig(**changes).validate()
+    assert info.value.setting == setting and says in str(info.value)
