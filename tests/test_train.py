@@ -1,14 +1,17 @@
-"""The trainer against a plain reference loop, and the background job's controls."""
+"""The trainer against a plain reference loop; its callbacks, controls, step batching, the runs
+that blow up or do not learn, and carrying a run on exactly where it stopped."""
 import math
+import threading
 import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from lenet_core.data import load_dataset, synthetic_idx
-from lenet_core.model import ModelConfig, plain_torch, preset
-from lenet_core.train import Callback, Trainer, TrainConfig, TrainingJob, as_input, build_model, evaluate
+from lenet_core.data import load_dataset
+from lenet_core.model import ModelConfig, preset
+from lenet_core.train import (Callback, Control, TrainConfig, Trainer, TrainState, as_input, build_model, evaluate)
+from synthetic import synthetic_idx
 
 SMALL = ModelConfig(activation="relu", pooling="max", conv_channels=(4, 8), dense_widths=(32,))
 
@@ -26,29 +29,52 @@ def cfg(**kw):
     return TrainConfig(**{**base, **kw})
 
 
+class Steps(Callback):
+    """Every loss the trainer reports, by step, and the size of each report."""
+
+    def __init__(self):
+        self.losses, self.blocks, self.epochs = [], [], []
+
+    def on_steps(self, first_step, losses, epoch):
+        assert first_step == len(self.losses) + 1 + getattr(self, "offset", 0)
+        self.losses += losses
+        self.blocks.append((first_step, len(losses), epoch))
+
+    def on_epoch_end(self, metrics, state, model):
+        self.epochs.append(metrics)
+
+
+def fit(config, data, state=None, model=None, sync_every=None, control=None):
+    steps = Steps()
+    if state is not None:
+        steps.offset = state.step
+    model = model or build_model(config)
+    result = Trainer(config, [steps], control, sync_every).fit(model, data, state)
+    return result, steps, model
+
+
 def test_training_lowers_the_loss_and_beats_chance(tiny):
     config = cfg(epochs=3)
     model = build_model(config)
     before = evaluate(model, tiny.test_images, tiny.test_labels)
-    result = Trainer(config).fit(model, tiny)
+    result, steps, _ = fit(config, tiny, model=model)
     after = evaluate(model, tiny.test_images, tiny.test_labels)
     assert result.status == "finished" and len(result.epochs) == 3
     assert after["loss"] < 0.5 * before["loss"]
     assert after["accuracy"] > 0.5  # chance is 0.1
-    assert result.epochs[-1].val_acc == pytest.approx(after["accuracy"])
-    assert len(result.steps) == 3 * math.ceil(512 / 32)
+    assert result.epochs[-1].val_acc == pytest.approx(after["accuracy"]) == result.final["accuracy"]
+    assert len(steps.losses) == 3 * math.ceil(512 / 32) == result.state.step
 
 
 @pytest.mark.parametrize("model", [SMALL, ModelConfig(conv_channels=(4, 8), dense_widths=(32,))],
                          ids=["relu-max", "sigmoid-avg"])
 def test_matches_a_plain_reference_loop(tiny, model):
-    """Same seed, same batches, same maths: the engine's per-step losses equal a textbook loop's
-    on the same network made of torch.nn's own modules in NCHW (so none of the engine's fast
-    paths: they change no result)."""
+    """Same seed, same batches, same maths: the engine's per-step losses equal a textbook loop's on
+    model.py's network in NCHW (so none of the CPU fast paths: they change no result)."""
     config = cfg(model=model, epochs=1, optimizer="sgd", lr=0.1)
-    engine = Trainer(config).fit(build_model(config), tiny)
+    _, engine, _ = fit(config, tiny)
 
-    model = plain_torch(build_model(config))
+    model = build_model(config)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr)
     perm = torch.randperm(512, generator=torch.Generator().manual_seed(config.seed))
     reference = []
@@ -59,47 +85,50 @@ def test_matches_a_plain_reference_loop(tiny, model):
         loss.backward()
         opt.step()
         reference.append(loss.item())
-    assert [v for _, v in engine.steps] == pytest.approx(reference, rel=1e-4, abs=1e-5)
+    assert engine.losses == pytest.approx(reference, rel=1e-4, abs=1e-5)
 
 
 def test_same_seed_same_metrics_on_cpu(tiny):
-    a = Trainer(cfg()).fit(build_model(cfg()), tiny)
-    b = Trainer(cfg()).fit(build_model(cfg()), tiny)
-    c = Trainer(cfg(seed=4)).fit(build_model(cfg(seed=4)), tiny)
+    (a, sa, _), (b, sb, _), (_, sc, _) = fit(cfg(), tiny), fit(cfg(), tiny), fit(cfg(seed=4), tiny)
     strip = lambda r: [(m.train_loss, m.train_acc, m.val_loss, m.val_acc) for m in r.epochs]
-    assert a.steps == b.steps and strip(a) == strip(b)
-    assert a.steps != c.steps
+    assert sa.losses == sb.losses and strip(a) == strip(b)
+    assert sa.losses != sc.losses
 
 
-def test_callbacks_report_steps_and_epochs(tiny):
-    seen = {"steps": [], "epochs": [], "start": None, "end": None}
-
-    class Recorder(Callback):
-        def on_fit_start(self, trainer, total):
-            seen["start"] = total
-
-        def on_step(self, e):
-            seen["steps"].append((e.step, e.epoch, e.batch, e.batches))
-
-        def on_epoch_end(self, m):
-            seen["epochs"].append(m)
-
-        def on_fit_end(self, r):
-            seen["end"] = r.status
-
-    Trainer(cfg(), [Recorder()]).fit(build_model(cfg()), tiny)
-    assert seen["start"] == 32 and len(seen["steps"]) == 32 and seen["end"] == "finished"
-    assert seen["steps"][0] == (1, 1, 1, 16) and seen["steps"][-1] == (32, 2, 16, 16)
-    m = seen["epochs"][-1]
-    assert m.epoch == 2 and m.samples_per_s > 0 and m.epoch_time > 0 and 0 <= m.val_acc <= 1
+@pytest.mark.parametrize("k", [1, 5, 16])
+def test_losses_are_read_back_every_k_steps(tiny, k):
+    """The GPU path's step batching, tried on the CPU: one read per k steps (the last block of an
+    epoch may be shorter), the same losses as one read per step."""
+    _, steps, _ = fit(cfg(), tiny, sync_every=k)
+    _, every, _ = fit(cfg(), tiny, sync_every=1)
+    assert steps.losses == every.losses and len(steps.losses) == 32
+    assert all(n == k for _, n, _ in steps.blocks if n != 16 % k)
+    assert [e for _, _, e in steps.blocks] == sorted(e for _, _, e in steps.blocks)  # no block spans two epochs
+    assert len(steps.blocks) == 2 * math.ceil(16 / k)
 
 
-def test_diverged_run_ends_with_advice(tiny):
-    config = cfg(lr=1e3, optimizer="sgd", model=preset("modern"))
-    result = Trainer(config).fit(build_model(config), tiny)
-    assert result.status == "diverged"
-    assert "lower learning rate" in result.message and "e.g. 100," in result.message
-    assert all(math.isfinite(v) for _, v in result.steps)  # only finite losses are reported
+def test_a_run_whose_loss_explodes_is_diverged_with_advice(tiny):
+    config = cfg(lr=10, optimizer="sgd", model=preset("modern"))
+    result, steps, _ = fit(config, tiny, sync_every=4)
+    assert result.status == "diverged" and result.reason == "exploded"
+    assert "lower learning rate" in result.message and "e.g. 1." in result.message
+    assert all(math.isfinite(v) for v in steps.losses)  # the curve gets no NaN
+    assert result.final == {}  # blown-up weights are not evaluated
+
+
+def test_adam_at_learning_rate_one_is_not_finished(tiny):
+    config = cfg(lr=1.0, optimizer="adam", epochs=4)
+    result, _, _ = fit(config, tiny)
+    assert result.status == "diverged", result.message
+    assert "0.001" in result.message
+
+
+def test_a_run_stuck_at_chance_is_stopped_as_not_learning(tiny):
+    config = cfg(model=preset("classic"), optimizer="sgd", lr=1e-5, epochs=20)
+    result, _, _ = fit(config, tiny)
+    assert result.status == "diverged" and result.reason == "chance"
+    assert len(result.epochs) == 3  # stopped once three epochs sat at chance with a flat loss
+    assert "Did not learn" in result.message and "learning rate" in result.message
 
 
 def wait_for(predicate, timeout=20.0):
@@ -110,72 +139,85 @@ def wait_for(predicate, timeout=20.0):
         time.sleep(0.01)
 
 
-def test_job_pause_resume_stop(tiny):
-    job = TrainingJob(cfg(epochs=1000, batch_size=8), data=tiny).start()
+def test_pause_resume_and_stop_act_between_steps(tiny):
+    control, steps = Control(), Steps()
+    config = cfg(epochs=200, batch_size=8)
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(r=Trainer(config, [steps], control).fit(build_model(config), tiny)))
+    thread.start()
     try:
-        wait_for(lambda: job.snapshot().step > 5)
-        job.pause()
+        wait_for(lambda: len(steps.losses) > 5)
+        control.pause()
         time.sleep(0.2)
-        paused_at = job.snapshot().step
+        paused_at = len(steps.losses)
         time.sleep(0.4)
-        snap = job.snapshot()
-        assert snap.status == "paused" and snap.step == paused_at
-        job.resume()
-        wait_for(lambda: job.snapshot().step > paused_at + 5)
-        assert job.snapshot().status == "running"
+        assert len(steps.losses) == paused_at
+        control.resume()
+        wait_for(lambda: len(steps.losses) > paused_at + 5)
         t0 = time.perf_counter()
-        job.stop()
-        assert job.join(1.0), "stop took more than a second"
+        control.stop()
+        thread.join(5)
         stop_s = time.perf_counter() - t0
     finally:
-        job.stop()
-        job.join(5)
-    snap = job.snapshot()
-    assert snap.status == "stopped" and snap.done and stop_s < 1.0
-    assert "Stopped" in snap.message
-    out = job.model(as_input(tiny.test_images[:4]))  # the model is still usable
-    assert out.shape == (4, 10) and torch.isfinite(out).all()
+        control.stop()
+        thread.join(5)
+    result = box["r"]
+    assert result.status == "stopped" and stop_s < 1.0
+    assert "Stopped after" in result.message and result.state.batch > 0 and result.final["count"] == 256
 
 
-def test_stop_while_paused(tiny):
-    job = TrainingJob(cfg(epochs=1000, batch_size=8), data=tiny).start()
-    wait_for(lambda: job.snapshot().step > 2)
-    job.pause()
-    job.stop()
-    assert job.join(1.0)
-    assert job.snapshot().status == "stopped"
+def test_resumed_runs_match_an_uninterrupted_one(tiny):
+    """Carried on from the state saved at an epoch's end, or from a stop in the middle of an epoch,
+    a run takes exactly the steps and reaches exactly the weights it would have without the break."""
+    config = cfg(epochs=3)
+    straight, s_steps, s_model = fit(config, tiny)
+
+    first, a_steps, model = fit(config.replace(epochs=2), tiny)  # two epochs, then carry on to three
+    rest, b_steps, model = fit(config, tiny, state=first.state, model=model)
+    assert a_steps.losses + b_steps.losses == s_steps.losses
+    assert [m.val_acc for m in first.epochs + rest.epochs] == [m.val_acc for m in straight.epochs]
+    for p, q in zip(model.parameters(), s_model.parameters()):
+        assert torch.equal(p, q)
+
+    class StopAt(Callback):  # a stop in the middle of epoch 2
+        def __init__(self, control):
+            self.control = control
+
+        def on_steps(self, first_step, losses, epoch):
+            if first_step >= 24:
+                self.control.stop()
+
+    control = Control()
+    model = build_model(config)
+    stopped = Trainer(config, [StopAt(control)], control).fit(model, tiny)
+    assert stopped.status == "stopped" and stopped.state.epoch == 1 and stopped.state.batch == 8
+    rest, _, model = fit(config, tiny, state=stopped.state, model=model)
+    assert rest.status == "finished" and [m.epoch for m in rest.epochs] == [2, 3]
+    assert [m.train_loss for m in rest.epochs] == pytest.approx([m.train_loss for m in straight.epochs[1:]])
+    for p, q in zip(model.parameters(), s_model.parameters()):
+        torch.testing.assert_close(p, q)
 
 
-def test_job_snapshot_is_consistent_and_finishes(tiny):
-    job = TrainingJob(cfg(epochs=2), data=tiny).start()
-    snaps = []
-    while job.alive:
-        snaps.append(job.snapshot())
-        time.sleep(0.01)
-    job.join()
-    final = job.snapshot()
-    assert final.status == "finished" and final.step == final.total_steps == 32
-    assert len(final.epochs) == 2 and len(final.steps) == 32 and final.progress == 1.0
-    for s in snaps:  # never a torn read: as many losses as steps taken
-        assert len(s.steps) == s.step and len(s.epochs) <= 2
-
-
-def test_job_reports_missing_data_as_failed(tmp_path, monkeypatch):
-    monkeypatch.setenv("LENET_CACHE_DIR", str(tmp_path))
-    monkeypatch.setenv("LENET_OFFLINE", "1")
-    job = TrainingJob(cfg(), data_dir=tmp_path / "nothing").start()
-    job.join(10)
-    snap = job.snapshot()
-    assert snap.status == "failed" and "LENET_DATA_DIR" in snap.message
+def test_a_run_continued_from_another_runs_weights_counts_on(tiny):
+    config = cfg(epochs=2)
+    first, _, model = fit(config, tiny)
+    more = config.replace(epochs=4, optimizer="sgd", lr=0.01)  # new settings, fresh optimizer
+    result, steps, _ = fit(more, tiny, state=TrainState(epoch=2, step=first.state.step), model=model)
+    assert [m.epoch for m in result.epochs] == [3, 4] and steps.blocks[0][0] == first.state.step + 1
 
 
 def test_config_round_trip_and_validation():
     c = cfg(model=preset("modern"), optimizer="adam", lr=1e-3)
     assert TrainConfig.from_dict(c.to_dict()) == c
-    for bad in (dict(lr=0), dict(lr=float("nan")), dict(batch_size=0), dict(epochs=0), dict(optimizer="rmsprop"),
-                dict(dataset="cifar"), dict(device="tpu")):
+    for bad in (dict(lr=0), dict(lr=float("nan")), dict(batch_size=0), dict(epochs=0), dict(epochs=100000),
+                dict(epochs=-5), dict(optimizer="rmsprop"), dict(dataset="cifar"), dict(device="tpu"),
+                dict(batch_size=4096), dict(seed=-1)):
         with pytest.raises(ValueError):
             cfg(**bad).validate()
+    for bad in ({"lr": "0.1"}, {"epochs": 2.5}, {"epochs": True}, {"model": {"dense_widths": "120"}},
+                {"model": {"conv_channels": [6, "16"]}}, {"dropout": 0.5}, ["not", "a", "dict"]):
+        with pytest.raises(ValueError):
+            TrainConfig.from_dict(bad if isinstance(bad, list) else {**c.to_dict(), **bad})
 
 
 def test_evaluate_can_keep_each_prediction(tiny):
@@ -199,54 +241,3 @@ def test_device_label_names_the_cpu_threads():
         assert device_label("cpu") == "CPU (2 threads)"
     finally:
         torch.set_num_threads(before)
-
-
-def test_an_interpreter_that_exits_mid_run_stops_the_job_cleanly(tiny_data_dir):
-    """A script (or a Streamlit server) that exits while a job trains ends with code 0:
-    the job's daemon thread left in torch's code used to abort the process (code 134)."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = (
-        "import time\n"
-        "from lenet_core.data import load_dataset\n"
-        "from lenet_core.train import TrainConfig, TrainingJob\n"
-        f"data = load_dataset('mnist', {str(tiny_data_dir)!r}, download=False)\n"
-        "job = TrainingJob(TrainConfig(dataset='mnist', epochs=200, batch_size=16, device='cpu'), data=data)\n"
-        "job.start()\n"
-        "while job.snapshot().step < 5: time.sleep(0.01)\n"
-        "print(job.snapshot().status, flush=True)\n")
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120)
-    assert done.stdout.strip() == "running"  # it did exit while the job trained
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "terminate called" not in done.stderr
-
-
-def test_cpu_training_keeps_freed_tensor_memory_for_reuse(tiny):
-    """After a CPU trainer is made, a freed 20 MB tensor stays in malloc's heap for the next one
-    instead of going back to the system (glibc), so steps stop faulting in fresh pages."""
-    import ctypes
-    import platform
-
-    from lenet_core import train
-
-    if platform.libc_ver()[0] != "glibc":
-        pytest.skip("mallopt is glibc's")
-    Trainer(cfg())
-    assert train.keep_freed_memory() is True
-
-    class MallInfo2(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_size_t) for name in
-                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-                     "fordblks", "keepcost")]
-
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallinfo2.restype = MallInfo2
-    big = torch.empty(5 << 20)  # 20 MB: mmap'd by default, from the heap once tuned
-    mmapped = libc.mallinfo2().hblkhd
-    del big
-    info = libc.mallinfo2()
-    assert info.hblkhd == mmapped          # it was not an mmap'd block...
-    assert info.fordblks >= 20 << 20       # ...and its memory is kept, free, in the heap
