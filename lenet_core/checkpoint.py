@@ -1,13 +1,18 @@
-"""Checkpoints that rebuild their model by themselves, and run directories."""
+"""Checkpoints that rebuild their model by themselves, every field checked before anything is built.
+
+A checkpoint is loaded with torch.load(weights_only=True), so only tensors and plain data are
+unpickled and nothing in the file can run code. Then each field is checked (types, ranges, the
+data set and its class names, the settings against the app's bounds, the weights' names, shapes
+and values) before a model is built or a page uses it: a file that asks for a dense layer of
+two million units, or holds a test accuracy given as text, is refused with a message."""
 from __future__ import annotations
 
 import io
-import json
+import math
 import os
 import pickle
 import re
 import secrets
-import time
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -15,15 +20,21 @@ from pathlib import Path
 
 import torch
 
-from .model import ConfigError, LeNet
-from .train import EpochMetrics, TrainConfig
+from .data import DATASETS
+from .model import LeNet
+from .settings import ConfigError
+from .train import EpochMetrics, TrainConfig, TrainState
 
 FORMAT = "lenet-lab/checkpoint"
-VERSION = 1
+VERSION = 2  # 1: before run folders; 2 adds the training state a run carries on from
+MAX_BYTES = 64 << 20  # the largest network allowed (5 million parameters) with Adam's state is under 64 MB
+MAX_EPOCH_ROWS, MAX_STEP_ROWS = 10_000, 2_000_000  # 200 epochs at batch 8 take 1.5 million steps
+FINAL_NUMBERS = {"test_accuracy": (0, 1), "test_loss": (0, math.inf), "train_time_s": (0, math.inf),
+                 "samples_per_s": (0, math.inf), "epochs": (0, math.inf)}
 
 
 class CheckpointError(ValueError):
-    """A file that is not a usable LeNet Lab checkpoint."""
+    """A file that is not a usable LeNet Lab checkpoint; the message says why, for the user."""
 
 
 @dataclass
@@ -34,16 +45,17 @@ class Checkpoint:
     classes: tuple[str, ...]
     metrics: dict = field(default_factory=dict)           # final figures, e.g. test_accuracy
     epochs: list[EpochMetrics] = field(default_factory=list)
-    steps: list[tuple[int, float]] = field(default_factory=list)
+    steps: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 2, dtype=torch.float64))  # (step, loss) rows
+    training: TrainState | None = None                     # where to carry on from (run folders' checkpoints)
 
 
 def atomic_write(path: Path, write) -> None:
     """Write `path` through `write(binary file)` all at once or not at all: a temporary file
     beside it, renamed over it when complete, removed when `write` fails."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Not mkstemp: its files are private (0600), and a checkpoint is meant to be shared. Created
-    # with 0666, the kernel applies the umask itself; reading the umask with os.umask would set
-    # it process-wide for a moment, and the app writes files from several threads.
+    # with 0666, the kernel applies the umask itself.
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
@@ -57,43 +69,49 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
-def checkpoint_bytes(ckpt: Checkpoint) -> bytes:
+def _on_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_on_cpu(v) for v in obj)
+    return obj
+
+
+def checkpoint_bytes(ckpt: Checkpoint, with_training: bool = False) -> bytes:
     # Only plain containers, numbers, strings and tensors: what weights_only loading accepts.
     payload = {
         "format": FORMAT, "version": VERSION,
         "config": ckpt.config.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in ckpt.model.state_dict().items()},
+        "state_dict": _on_cpu(ckpt.model.state_dict()),
         "dataset": ckpt.dataset, "classes": list(ckpt.classes),
         "metrics": dict(ckpt.metrics),
         "epochs": [m.to_dict() for m in ckpt.epochs],
-        "steps": [[int(s), float(v)] for s, v in ckpt.steps],
+        "steps": torch.as_tensor(ckpt.steps, dtype=torch.float64).reshape(-1, 2),
     }
+    if with_training and ckpt.training is not None:
+        payload["training"] = _on_cpu(ckpt.training.to_dict())
     buf = io.BytesIO()
     torch.save(payload, buf)
     return buf.getvalue()
 
 
-def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
-    path = Path(path)
-    data = checkpoint_bytes(ckpt)
-    atomic_write(path, lambda f: f.write(data))
-    return path
+def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint, with_training: bool = False) -> Path:
+    data = checkpoint_bytes(ckpt, with_training)
+    atomic_write(Path(path), lambda f: f.write(data))
+    return Path(path)
 
 
 def _why_unreadable(source, error: Exception) -> str:
     """What a file torch.load(weights_only=True) refused is, in words for the user."""
-    text = str(error)
-    blocked = re.search(r"unsupported GLOBAL ([\w.]+)", text, re.IGNORECASE)
+    blocked = re.search(r"unsupported GLOBAL ([\w.]+)", str(error), re.IGNORECASE)
     if blocked:
         return (f"it asks to load Python objects ({blocked.group(1)}) besides tensors and plain data, "
                 "so it was refused and nothing in it was run")
     try:
-        if isinstance(source, (str, os.PathLike)):
-            with open(source, "rb") as f:
-                head = f.read(4)
-        else:
-            source.seek(0)
-            head = source.read(4)
+        source.seek(0)
+        head = source.read(4)
     except (OSError, AttributeError, ValueError):
         head = b""
     if not head:
@@ -101,100 +119,148 @@ def _why_unreadable(source, error: Exception) -> str:
     if head.startswith(b"PK"):
         return "it is a zip archive but not one written by torch.save (or it is damaged)"
     if head.startswith(b"\x80"):
-        return ("it is a plain Python pickle, not a file written by torch.save; it was refused and "
-                "nothing in it was run")
+        return "it is a plain Python pickle, not a file written by torch.save; it was refused and nothing in it was run"
     return "it is not a file written by torch.save (LeNet Lab checkpoints are .pt files saved by the app or the CLI)"
 
 
-def load_checkpoint(source, map_location="cpu") -> Checkpoint:
-    """Load from a path, bytes or a binary file object. Only tensors and plain
-    data are unpickled (weights_only=True): nothing in the file can run code."""
-    name = str(source) if isinstance(source, (str, os.PathLike)) else "the uploaded file"
-    if isinstance(source, (bytes, bytearray)):
-        source = io.BytesIO(source)
+def _read(source, name: str) -> dict:
+    """The file's payload, read with weights_only=True, after a size check."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir():
+            raise CheckpointError(f"{name} is a folder, not a checkpoint file")
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise CheckpointError(f"{name}: no such file") from None
+        if size > MAX_BYTES:
+            raise CheckpointError(f"{name} is {size / 2**20:.0f} MB; a LeNet Lab checkpoint is at most "
+                                  f"{MAX_BYTES >> 20} MB")
+        source = io.BytesIO(path.read_bytes())
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) > MAX_BYTES:
+            raise CheckpointError(f"{name} is {len(source) / 2**20:.0f} MB; a LeNet Lab checkpoint is at most "
+                                  f"{MAX_BYTES >> 20} MB")
+        source = io.BytesIO(bytes(source))
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
             warnings.simplefilter("ignore", UserWarning)
-            payload = torch.load(source, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{name} is a folder, not a checkpoint file") from None
+            payload = torch.load(source, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, TypeError,
             AttributeError, ImportError, KeyError, IndexError, OSError) as e:
         raise CheckpointError(f"{name} is not a LeNet Lab checkpoint: {_why_unreadable(source, e)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{name} is not a LeNet Lab checkpoint (it is a torch file of another kind)")
-    if payload.get("version", 0) > VERSION:
-        raise CheckpointError(f"{name} was written by a newer LeNet Lab (format {payload['version']}); update the app")
+    version = payload.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{name} is damaged: its format version is {version!r:.40}")
+    if version > VERSION:
+        raise CheckpointError(f"{name} was written by a newer LeNet Lab (format {version}); update the app")
+    return payload
+
+
+class _Damaged(Exception):
+    """One field of a payload that is not what it should be."""
+
+
+def _number(value, what: str, low: float = -math.inf, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise _Damaged(f"{what} is {value!r:.40}, not a number from {low:g} to {high:g}")
+    return value
+
+
+def _metrics(d) -> dict:
+    if not isinstance(d, dict):
+        raise _Damaged(f"its final metrics are a {type(d).__name__}, not a mapping")
+    out = {}
+    for key, (low, high) in FINAL_NUMBERS.items():
+        if key in d:
+            out[key] = _number(d[key], key, low, high)
+    per_class = d.get("per_class_accuracy")
+    if isinstance(per_class, dict):
+        out["per_class_accuracy"] = {str(k)[:40]: _number(v, "a per-class accuracy", 0, 1)
+                                     for k, v in list(per_class.items())[:100]}
+    return out
+
+
+def _epochs(rows) -> list[EpochMetrics]:
+    if not isinstance(rows, list) or len(rows) > MAX_EPOCH_ROWS:
+        raise _Damaged("its per-epoch metrics are not a list of at most 10,000 epochs")
+    out = []
+    for row in rows:
+        if not isinstance(row, dict) or set(row) != set(EpochMetrics.__dataclass_fields__):
+            raise _Damaged("an epoch's metrics do not have the fields a LeNet Lab epoch has")
+        out.append(EpochMetrics(**{k: _number(v, f"an epoch's {k}", 0) for k, v in row.items()}))
+    return out
+
+
+def _steps(steps) -> torch.Tensor:
+    """The loss per step as a (steps, 2) float64 table of (step, loss) rows."""
     try:
-        config = TrainConfig.from_dict(payload["config"])
+        table = steps if isinstance(steps, torch.Tensor) else torch.tensor(steps, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise _Damaged("its loss per step is not a list of (step, loss) pairs") from None
+    table = table.reshape(-1, 2) if table.numel() == 0 else table
+    if (table.dim() != 2 or table.shape[1] != 2 or len(table) > MAX_STEP_ROWS or not table.is_floating_point()
+            or not torch.isfinite(table[:, 0]).all() or (table[:, 0] < 0).any()):
+        raise _Damaged("its loss per step is not a table of (step, loss) rows")
+    return table.to(torch.float64)
+
+
+def _weights(model: LeNet, state_dict) -> None:
+    expected = model.state_dict()
+    if not isinstance(state_dict, dict) or set(state_dict) != set(expected):
+        missing = sorted(set(expected) - set(state_dict)) if isinstance(state_dict, dict) else []
+        raise _Damaged("its weights do not fit the network its settings describe"
+                       + (f" (no {missing[0]})" if missing else ""))
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor) or value.shape != expected[key].shape or not value.is_floating_point():
+            raise _Damaged(f"its weights {key} are not a float tensor of shape {tuple(expected[key].shape)}")
+        if not torch.isfinite(value).all():
+            raise _Damaged(f"its weights {key} hold NaN or infinite values")
+    model.load_state_dict(state_dict)
+
+
+def _training(d) -> TrainState | None:
+    if d is None:
+        return None
+    if not isinstance(d, dict):
+        raise _Damaged("its training state is not a mapping")
+    try:
+        state = TrainState.from_dict(d)
+    except TypeError:
+        raise _Damaged("its training state has unknown fields") from None
+    for key in ("epoch", "step", "batch"):
+        _number(getattr(state, key), f"its training state's {key}", 0)
+    if not (state.optimizer is None or isinstance(state.optimizer, dict)):
+        raise _Damaged("its optimizer state is not a mapping")
+    if not (state.shuffle is None or isinstance(state.shuffle, torch.Tensor)):
+        raise _Damaged("its shuffle state is not a tensor")
+    return state
+
+
+def load_checkpoint(source, name: str | None = None) -> Checkpoint:
+    """A checkpoint from a path, bytes or a binary file object, checked field by field;
+    CheckpointError (with the reason, in words) for anything that is not a sound one."""
+    name = name or (str(source) if isinstance(source, (str, os.PathLike)) else "the uploaded file")
+    payload = _read(source, name)
+    try:
+        config = TrainConfig.from_dict(payload.get("config"))
+        config.validate()  # bounds first: nothing is built for settings this app would refuse
+    except ConfigError as e:
+        raise CheckpointError(f"{name} has settings this app cannot use: {e}") from None
+    try:
+        dataset = payload.get("dataset", config.dataset)
+        if dataset not in DATASETS or dataset != config.dataset:
+            raise _Damaged(f"its data set {dataset!r:.40} is not {config.dataset!r}, one of {', '.join(DATASETS)}")
+        classes = payload.get("classes", list(DATASETS[dataset][2]))
+        if list(classes) != list(DATASETS[dataset][2]) if isinstance(classes, (list, tuple)) else True:
+            raise _Damaged(f"its class names are not those of {dataset} ({', '.join(DATASETS[dataset][2])})")
         model = LeNet(config.model)
-        model.load_state_dict(payload["state_dict"])
-    except (KeyError, TypeError, ConfigError, RuntimeError) as e:
-        raise CheckpointError(f"{name} is damaged: {str(e).splitlines()[0][:200]}") from None
-    model.eval()
-    return Checkpoint(
-        config=config, model=model, dataset=payload.get("dataset", config.dataset),
-        classes=tuple(payload.get("classes", ())), metrics=dict(payload.get("metrics", {})),
-        epochs=[EpochMetrics(**m) for m in payload.get("epochs", [])],
-        steps=[(int(s), float(v)) for s, v in payload.get("steps", [])])
-
-
-# -- run directories --------------------------------------------------------
-
-def runs_root() -> Path:
-    return Path(os.environ.get("LENET_RUNS_DIR", "runs"))
-
-
-def holds_run(folder: str | os.PathLike) -> bool:
-    """Whether `folder` already holds (part of) a run that save_run would replace."""
-    return any((Path(folder) / name).exists() for name in ("checkpoint.pt", "run.json"))
-
-
-def save_run(run_dir: str | os.PathLike, ckpt: Checkpoint, status: str = "finished", extra: dict | None = None) -> Path:
-    """Write settings, metrics per step and epoch, and the checkpoint into `run_dir`."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(run_dir / "checkpoint.pt", ckpt)
-    info = {"status": status, "saved_at": time.strftime("%Y-%m-%d %H:%M:%S"), "dataset": ckpt.dataset,
-            "classes": list(ckpt.classes), "final": ckpt.metrics, **(extra or {})}
-    for fname, obj in (("config.json", ckpt.config.to_dict()),
-                       ("metrics.json", {"epochs": [m.to_dict() for m in ckpt.epochs],
-                                         "steps": [[s, v] for s, v in ckpt.steps]}),
-                       ("run.json", info)):
-        text = json.dumps(obj, indent=1).encode()
-        atomic_write(run_dir / fname, lambda f, t=text: f.write(t))
-    return run_dir
-
-
-@dataclass
-class RunInfo:
-    path: Path
-    config: TrainConfig
-    status: str
-    final: dict
-    saved_at: str
-
-
-def list_runs(root: str | os.PathLike | None = None, limit: int | None = None) -> list[RunInfo]:
-    """Run directories under `root` (newest first, at most `limit`); damaged ones are skipped."""
-    root = Path(root) if root else runs_root()
-    runs = []
-    for d in sorted(root.glob("*/"), key=lambda p: p.stat().st_mtime, reverse=True) if root.is_dir() else []:
-        if limit is not None and len(runs) >= limit:
-            break
-        try:
-            info = json.loads((d / "run.json").read_text())
-            config = TrainConfig.from_dict(json.loads((d / "config.json").read_text()))
-        except (OSError, ValueError, TypeError, KeyError):
-            continue
-        if (d / "checkpoint.pt").is_file():
-            runs.append(RunInfo(d, config, info.get("status", "?"), info.get("final", {}), info.get("saved_at", "")))
-    return runs
-
-
-def load_run(path: str | os.PathLike) -> Checkpoint:
-    """A run directory or a checkpoint file."""
-    path = Path(path)
-    return load_checkpoint(path / "checkpoint.pt" if path.is_dir() else path)
+        _weights(model, payload.get("state_dict"))
+        ckpt = Checkpoint(config, model.eval(), dataset, tuple(classes), _metrics(payload.get("metrics", {})),
+                          _epochs(payload.get("epochs", [])), _steps(payload.get("steps", [])),
+                          _training(payload.get("training")))
+    except _Damaged as e:
+        raise CheckpointError(f"{name} is damaged: {e}") from None
+    return ckpt

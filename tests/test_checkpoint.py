@@ -10,17 +10,18 @@ import zipfile
 import pytest
 import torch
 
-from lenet_core.checkpoint import (Checkpoint, CheckpointError, checkpoint_bytes, list_runs, load_checkpoint,
-                                   load_run, save_checkpoint, save_run)
+from lenet_core.checkpoint import Checkpoint, CheckpointError, checkpoint_bytes, load_checkpoint, save_checkpoint
+from lenet_core.data import FASHION_CLASSES
 from lenet_core.model import preset
-from lenet_core.train import EpochMetrics, TrainConfig, build_model
+from lenet_core.runs import Run
+from lenet_core.train import EpochMetrics, TrainConfig, TrainState, build_model
 
 
 def make_ckpt(seed=0):
     config = TrainConfig(model=preset("modern").replace(kernel_size=3, dense_widths=(50,)), dataset="mnist", seed=seed)
     epochs = [EpochMetrics(1, 0.9, 0.7, 0.8, 0.75, 1234.0, 2.5)]
     return Checkpoint(config, build_model(config), "mnist", tuple("0123456789"),
-                      {"test_accuracy": 0.75}, epochs, [(1, 2.3), (2, 2.1)])
+                      {"test_accuracy": 0.75}, epochs, torch.tensor([[1, 2.3], [2, 2.1]], dtype=torch.float64))
 
 
 def test_round_trip_rebuilds_the_same_model(tmp_path):
@@ -28,7 +29,8 @@ def test_round_trip_rebuilds_the_same_model(tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", ckpt)
     loaded = load_checkpoint(path)
     assert loaded.config == ckpt.config and loaded.classes == ckpt.classes and loaded.dataset == "mnist"
-    assert loaded.metrics == {"test_accuracy": 0.75} and loaded.epochs == ckpt.epochs and loaded.steps == ckpt.steps
+    assert loaded.metrics == {"test_accuracy": 0.75} and loaded.epochs == ckpt.epochs
+    assert torch.equal(loaded.steps, ckpt.steps) and loaded.training is None
     x = torch.rand(5, 1, 28, 28)
     assert torch.equal(loaded.model(x), ckpt.model.eval()(x))
     assert not loaded.model.training
@@ -45,7 +47,8 @@ def test_saved_files_follow_the_umask_and_leave_it_alone(tmp_path, monkeypatch, 
         with monkeypatch.context() as m:
             m.setattr(os, "umask", lambda *a: pytest.fail("saving must not touch the umask"))
             path = save_checkpoint(tmp_path / "m.pt", make_ckpt())
-            save_run(tmp_path / "run", make_ckpt())
+            run = Run.create(make_ckpt().config, path=tmp_path / "run")
+            run.save_checkpoint(make_ckpt())
     finally:
         os.umask(previous)
     assert path.stat().st_mode & 0o777 == mode
@@ -107,22 +110,6 @@ def test_other_torch_files_and_damaged_checkpoints_are_refused(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
-def test_run_directories_list_and_reload(tmp_path):
-    save_run(tmp_path / "a", make_ckpt(1))
-    save_run(tmp_path / "b", make_ckpt(2), status="stopped")
-    (tmp_path / "junk").mkdir()
-    runs = list_runs(tmp_path)
-    assert {r.path.name for r in runs} == {"a", "b"}
-    b = next(r for r in runs if r.path.name == "b")
-    assert b.status == "stopped" and b.config.seed == 2 and b.final == {"test_accuracy": 0.75}
-    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
-    assert metrics["steps"] == [[1, 2.3], [2, 2.1]] and metrics["epochs"][0]["val_acc"] == 0.75
-    assert load_run(tmp_path / "a").config.seed == 1
-    os.utime(tmp_path / "a", (1, 1))  # "a" the oldest folder, junk (skipped) the newest: the limit counts runs
-    assert [r.path.name for r in list_runs(tmp_path, limit=1)] == ["b"]
-    assert len(list_runs(tmp_path, limit=2)) == 2
-
-
 def test_shipped_models_load_and_meet_their_bars():
     from pathlib import Path
     models = Path(__file__).resolve().parents[1] / "models"
@@ -134,3 +121,84 @@ def test_shipped_models_load_and_meet_their_bars():
         assert ckpt.dataset == dataset and len(ckpt.classes) == 10
         assert ckpt.metrics["test_accuracy"] >= bar
     assert load_checkpoint(models / "fashion-classic" / "checkpoint.pt").config.model == preset("classic")
+
+
+def test_the_training_state_travels_only_where_asked(tmp_path):
+    ckpt = make_ckpt()
+    ckpt.training = TrainState(epoch=3, step=120, batch=5, sums=(1.5, 7, 40), seconds=2.0,
+                               shuffle=torch.Generator().manual_seed(1).get_state(), optimizer={"state": {}})
+    assert load_checkpoint(checkpoint_bytes(ckpt)).training is None  # a download: weights, settings, curves
+    state = load_checkpoint(checkpoint_bytes(ckpt, with_training=True)).training
+    assert (state.epoch, state.step, state.batch, state.sums) == (3, 120, 5, (1.5, 7, 40))
+    assert torch.equal(state.shuffle, ckpt.training.shuffle)
+
+
+def payload_of(ckpt=None) -> dict:
+    return torch.load(io.BytesIO(checkpoint_bytes(ckpt or make_ckpt())), weights_only=True)
+
+
+def refused(payload, tmp_path) -> str:
+    path = tmp_path / "bad.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda p: p["config"]["model"].update(dense_widths=[2_000_000]), "1 to 1,024"),
+    (lambda p: p["config"]["model"].update(conv_channels=[6, 16, 32, 64]), "1 to 3 entries"),
+    (lambda p: p["config"]["model"].update(num_classes=1000), "1000"),
+    (lambda p: p["config"]["model"].update(image_size=224), "224"),
+    (lambda p: p["config"].update(lr="fast"), "must be a number"),
+    (lambda p: p["config"].update(epochs=1e9), "1 to 200"),
+    (lambda p: p["config"].update(dataset="imagenet"), "imagenet"),
+    (lambda p: p.update(dataset="imagenet"), "data set 'imagenet'"),
+    (lambda p: p.update(classes=["<img src=x onerror=alert(1)>"] + list("123456789")), "class names"),
+    (lambda p: p.update(classes=["0"]), "class names"),
+    (lambda p: p["metrics"].update(test_accuracy="97%"), "test_accuracy"),
+    (lambda p: p["metrics"].update(test_accuracy=3.5), "test_accuracy"),
+    (lambda p: p.update(epochs=[{"epoch": "one"}]), "epoch"),
+    (lambda p: p.update(steps=[[1, "x"]]), "loss per step"),
+    (lambda p: p["state_dict"].update({"net.output.weight": torch.zeros(3, 3)}), "net.output.weight"),
+    (lambda p: p["state_dict"]["net.conv1.weight"].fill_(float("nan")), "NaN"),
+    (lambda p: p.update(version="2"), "version"),
+    (lambda p: p.update(config=["classic"]), "settings"),
+])
+def test_every_field_is_checked_and_a_bad_one_refused_with_its_reason(tmp_path, change, says):
+    payload = payload_of()
+    change(payload)
+    message = refused(payload, tmp_path)
+    assert says in message, message
+    assert "Traceback" not in message
+
+
+def test_oversized_settings_are_refused_before_any_model_is_built(tmp_path, monkeypatch):
+    """A 0.5 MB file whose settings ask for a dense layer of two million units once took a server
+    to 8 GB before it was refused: now no model is built for settings outside the bounds."""
+    import lenet_core.model as m
+
+    payload = payload_of()
+    payload["config"]["model"]["dense_widths"] = [2_000_000, 2_000_000]
+    monkeypatch.setattr(m.LeNet, "__init__", lambda *a: pytest.fail("a model was built"))
+    assert "Dense widths" in refused(payload, tmp_path)
+
+
+def test_a_file_too_large_to_be_a_checkpoint_is_not_read(tmp_path, monkeypatch):
+    import lenet_core.checkpoint as c
+
+    monkeypatch.setattr(c, "MAX_BYTES", 1000)
+    monkeypatch.setattr(c.torch, "load", lambda *a, **k: pytest.fail("the file was unpickled"))
+    (tmp_path / "big.pt").write_bytes(b"\0" * 2000)
+    for source in (tmp_path / "big.pt", b"\0" * 2000):
+        with pytest.raises(CheckpointError, match="at most"):
+            load_checkpoint(source)
+
+
+def test_fashion_checkpoints_need_fashion_class_names(tmp_path):
+    config = TrainConfig(dataset="fashion-mnist")
+    ckpt = Checkpoint(config, build_model(config), "fashion-mnist", FASHION_CLASSES)
+    assert load_checkpoint(checkpoint_bytes(ckpt)).classes == FASHION_CLASSES
+    payload = payload_of(ckpt)
+    payload["classes"] = list("0123456789")
+    assert "class names" in refused(payload, tmp_path)
