@@ -19,7 +19,8 @@ from playwright.sync_api import sync_playwright
 
 import browser
 from browser import APP_SCRIPT, VIEWPORT, AppServer, launch_chromium, screenshot, start_app
-from lenet_core.data import DATASETS, synthetic_idx
+from lenet_core.data import DATASETS
+from synthetic import synthetic_idx
 
 
 @pytest.hookimpl(wrapper=True)

@@ -8,7 +8,8 @@ from streamlit.testing.v1 import AppTest
 import lenet_core.data
 from lenet_app import maps, state
 from lenet_core.checkpoint import Checkpoint
-from lenet_core.data import DIGIT_CLASSES, synthetic_idx
+from lenet_core.data import DIGIT_CLASSES
+from synthetic import synthetic_idx
 from lenet_core.model import LeNet, ModelConfig
 from lenet_core.train import TrainConfig
 

@@ -11,7 +11,8 @@ import lenet_core.data as data_module
 from lenet_app import eval_view, state
 from lenet_app.state import SessionRun, shipped_models
 from lenet_core import Checkpoint, LeNet, TrainConfig, evaluate, load_dataset
-from lenet_core.data import DIGIT_CLASSES, synthetic_idx
+from lenet_core.data import DIGIT_CLASSES
+from synthetic import synthetic_idx
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 EVALUATE = "pages/evaluate.py"

@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 import lenet_app.state as state
 import lenet_core.data as data_module
-from lenet_core.data import synthetic_idx
+from synthetic import synthetic_idx
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lenet_core import data as D
+from synthetic import synthetic_idx
 
 
 @pytest.fixture
@@ -26,8 +27,8 @@ def isolated(tmp_path, monkeypatch):
 
 
 def test_reads_gzipped_and_plain_idx(tmp_path):
-    D.synthetic_idx(tmp_path / "gz" / "mnist", n_train=40, n_test=20, compress=True)
-    D.synthetic_idx(tmp_path / "plain" / "mnist", n_train=40, n_test=20, compress=False)
+    synthetic_idx(tmp_path / "gz" / "mnist", n_train=40, n_test=20, compress=True)
+    synthetic_idx(tmp_path / "plain" / "mnist", n_train=40, n_test=20, compress=False)
     a = D.load_dataset("mnist", tmp_path / "gz")
     b = D.load_dataset("mnist", tmp_path / "plain")
     assert a.train_images.shape == (40, 28, 28) and a.train_images.dtype == torch.uint8
@@ -38,13 +39,13 @@ def test_reads_gzipped_and_plain_idx(tmp_path):
 
 def test_lookup_order(isolated):
     tmp, calls = isolated
-    debian = D.synthetic_idx(tmp / "debian", n_train=10, n_test=10, seed=1)
+    debian = synthetic_idx(tmp / "debian", n_train=10, n_test=10, seed=1)
     assert D.load_dataset("fashion-mnist").source == str(debian)          # Debian's copy when nothing else
-    cache = D.synthetic_idx(tmp / "cache" / "FashionMNIST" / "raw", n_train=11, n_test=10, seed=2)
+    cache = synthetic_idx(tmp / "cache" / "FashionMNIST" / "raw", n_train=11, n_test=10, seed=2)
     assert D.load_dataset("fashion-mnist").source == str(cache)           # the cache beats Debian's
-    user = D.synthetic_idx(tmp / "user" / "fashion-mnist", n_train=12, n_test=10, seed=3)
+    user = synthetic_idx(tmp / "user" / "fashion-mnist", n_train=12, n_test=10, seed=3)
     assert D.load_dataset("fashion-mnist", tmp / "user").source == str(user)  # an argument beats all
-    env = D.synthetic_idx(tmp / "env" / "fashion-mnist", n_train=13, n_test=10, seed=4)
+    env = synthetic_idx(tmp / "env" / "fashion-mnist", n_train=13, n_test=10, seed=4)
     import os
     os.environ["LENET_DATA_DIR"] = str(tmp / "env")
     try:
@@ -77,14 +78,14 @@ def test_offline_switch_skips_the_download(isolated, monkeypatch):
 
 def test_an_incomplete_folder_is_passed_over(isolated):
     tmp, calls = isolated
-    folder = D.synthetic_idx(tmp / "user" / "mnist", n_train=10, n_test=10)
+    folder = synthetic_idx(tmp / "user" / "mnist", n_train=10, n_test=10)
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(D.DataUnavailableError):
         D.load_dataset("mnist", tmp / "user")
 
 
 def test_a_corrupt_file_is_reported(tmp_path):
-    folder = D.synthetic_idx(tmp_path / "mnist", n_train=10, n_test=10)
+    folder = synthetic_idx(tmp_path / "mnist", n_train=10, n_test=10)
     (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x03" + b"\x00" * 20))
     with pytest.raises(D.DataUnavailableError, match="truncated"):
         D.load_dataset("mnist", tmp_path)
@@ -102,7 +103,7 @@ def _idx(arr: np.ndarray) -> bytes:
     ("train-labels-idx1-ubyte.gz", lambda good: gzip.compress(_idx(np.full(10, 12, np.uint8))), "go up to 12"),
 ])
 def test_a_damaged_or_wrong_file_is_named_with_what_to_do(tmp_path, stem, content, says):
-    folder = D.synthetic_idx(tmp_path / "mnist", n_train=10, n_test=10)
+    folder = synthetic_idx(tmp_path / "mnist", n_train=10, n_test=10)
     path = folder / stem
     path.write_bytes(content(path.read_bytes()))
     with pytest.raises(D.DataUnavailableError, match=says) as refused:

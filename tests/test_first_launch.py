@@ -10,7 +10,8 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import lenet_core.data as data_module
-from lenet_core.data import DATASETS, synthetic_idx
+from lenet_core.data import DATASETS
+from synthetic import synthetic_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"

@@ -1,0 +1,232 @@
+"""Where trainings run: the seam between whoever asks for runs (the app, the CLI) and the processes
+that train them.
+
+An executor is handed run folders. Everything else travels through the folder: settings, pause
+and stop requests, progress and results (runs.py), so the app never talks to a trainer, and a
+trainer can be a process of this machine's pool or a Ray worker on another machine.
+
+- `LocalPool` (the default): a few worker processes of this machine that keep torch imported and
+  the data sets loaded, at most `LENET_MAX_JOBS` trainings at once per device, the rest queued in
+  the order they were asked for. Workers run at a lower priority than the web server.
+- `RayExecutor` (`LENET_EXECUTOR=ray`): the same job on a Ray cluster (lenet_core/ray_executor.py).
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+import signal
+import threading
+import time
+from pathlib import Path
+
+from .runs import Run, queue as queued_runs
+
+log = logging.getLogger(__name__)
+WORKER_NICE = 10      # trainings yield the CPU to the web server: pages stay responsive
+GPU_JOBS = 4          # trainings at once per GPU unless LENET_MAX_JOBS says otherwise
+
+
+class Executor:
+    """Trains run folders. Subclasses say where."""
+
+    name = "executor"
+
+    def start(self, root: str | os.PathLike | None = None) -> Executor:
+        """Take up the runs under `root` still waiting in the queue (e.g. after a restart), oldest first."""
+        for info in queued_runs(root):
+            self.submit(Run(info.path))
+        return self
+
+    def submit(self, run: Run) -> None:
+        raise NotImplementedError
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop the trainings this executor runs (each is saved as stopped) and let its processes go."""
+
+    @property
+    def slots(self) -> int:
+        """How many runs train at once."""
+        return 1
+
+    def describe(self) -> str:
+        return self.name
+
+
+def _devices() -> list[str]:
+    import torch
+
+    return [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else ["cpu"]
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _worker_main(index: int, device: str, threads: int, jobs, events, shutdown, parent_pid: int, data_dir) -> None:
+    """A pool worker: trains the runs it is handed, one at a time, until the pool shuts down."""
+    os.nice(WORKER_NICE)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal reaches every process: the server decides
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a worker sent SIGTERM saves its run as stopped
+
+    def watch():
+        while True:
+            if os.getppid() != parent_pid:  # the server died (kill -9): its runs read as interrupted
+                os._exit(0)
+            if shutdown.is_set():
+                stop.set()
+            time.sleep(0.25)
+
+    threading.Thread(target=watch, daemon=True, name="lenet-worker-watch").start()
+    import torch
+
+    from .model import LeNet
+    from .worker import dataset, train_run
+
+    torch.set_num_threads(threads)
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)
+    # Warm up what a first run would otherwise wait for: torch's optimizer machinery, the default data set.
+    model = LeNet()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    try:
+        dataset("fashion-mnist", data_dir)
+    except Exception:  # no data here: the run that needs it will say so
+        pass
+    events.put(("ready", index, os.getpid()))
+    while not stop.is_set():
+        try:
+            path = jobs.get(timeout=0.25)
+        except queue.Empty:
+            continue
+        if stop.is_set():  # taken while shutting down: leave it queued for the next start
+            break
+        events.put(("start", index, path))
+        status = train_run(path, data_dir=data_dir, stop_event=stop, executor=f"local-{os.getpid()}")
+        events.put(("end", index, path, status))
+
+
+class LocalPool(Executor):
+    """Worker processes of this machine (spawned, so CUDA works in them), `per_device` per device."""
+
+    name = "local"
+
+    def __init__(self, per_device: int | None = None, data_dir=None, devices: list[str] | None = None):
+        self.devices = devices or _devices()
+        default = 1 if self.devices == ["cpu"] else GPU_JOBS
+        self.per_device = per_device or int(os.environ.get("LENET_MAX_JOBS") or default)
+        self.data_dir = data_dir
+        ctx = mp.get_context("spawn")
+        self._ctx, self.jobs, self.events, self.shutdown_event = ctx, ctx.Queue(), ctx.Queue(), ctx.Event()
+        n = self.per_device * len(self.devices)
+        # On the CPU the workers share the cores; a GPU worker needs few CPU threads.
+        self.threads = max(1, _cores() // n) if self.devices == ["cpu"] else 1
+        self.procs: list = [None] * n
+        self.current: dict[int, str] = {}
+        self.ready: set[int] = set()
+        self._closing = False
+        self._lock = threading.Lock()
+        for i in range(n):
+            self.procs[i] = self._spawn(i)
+        self._monitor = threading.Thread(target=self._watch, daemon=True, name="lenet-pool-monitor")
+        self._monitor.start()
+
+    @property
+    def slots(self) -> int:
+        return len(self.procs)
+
+    def describe(self) -> str:
+        where = "CPU" if self.devices == ["cpu"] else f"{len(self.devices)} GPU{'s' * (len(self.devices) > 1)}"
+        return f"{self.slots} worker process{'es' * (self.slots != 1)} on {where}"
+
+    def _spawn(self, i: int):
+        device = self.devices[i % len(self.devices)]
+        p = self._ctx.Process(target=_worker_main, name=f"lenet-worker-{i}", daemon=True,
+                              args=(i, device, self.threads, self.jobs, self.events, self.shutdown_event,
+                                    os.getpid(), self.data_dir))
+        p.start()
+        return p
+
+    def submit(self, run: Run) -> None:
+        self.jobs.put(str(run.path))
+
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except (queue.Empty, OSError, EOFError):
+                return
+            kind, index = event[0], event[1]
+            if kind == "ready":
+                self.ready.add(index)
+            elif kind == "start":
+                self.current[index] = event[2]
+            elif kind == "end":
+                self.current.pop(index, None)
+
+    def _watch(self) -> None:
+        while not self._closing:
+            with self._lock:
+                self._drain_events()
+                for i, p in enumerate(self.procs):
+                    if not self._closing and p is not None and not p.is_alive():
+                        self._drain_events()
+                        self._worker_died(i, p.exitcode)
+                        self.procs[i] = self._spawn(i)
+            time.sleep(0.2)
+
+    def _worker_died(self, i: int, exitcode: int | None) -> None:
+        """A worker that died mid-run leaves its run marked, with the reason, and is replaced."""
+        self.ready.discard(i)
+        path = self.current.pop(i, None)
+        if path is None:
+            return
+        run = Run(path)
+        st = run.status()
+        if st.get("status") not in ("running", "paused", "queued"):
+            return
+        done = st.get("epochs_done", 0)
+        how = (signal.Signals(-exitcode).name if exitcode and exitcode < 0 and -exitcode in signal.valid_signals()
+               else f"exit code {exitcode}")
+        if exitcode is not None and -exitcode in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+            run.set_status("interrupted", f"Interrupted: the worker training it was killed ({how}) during epoch "
+                                          f"{done + 1}. Its last finished epoch ({done}) is kept: Resume carries it "
+                                          "on from there.", reason="killed", ended=time.time())
+        else:
+            run.set_status("failed", f"The worker training it crashed ({how}) during epoch {done + 1}. Its last "
+                                     f"finished epoch ({done}) is kept: Resume tries again from there.",
+                           reason="crashed", ended=time.time())
+        run.release()
+        log.warning("worker %d died (%s) while training %s; replaced", i, how, path)
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        self._closing = True
+        self.shutdown_event.set()
+        deadline = time.monotonic() + timeout
+        for p in self.procs:
+            if p is not None:
+                p.join(max(0.0, deadline - time.monotonic()))
+        for p in self.procs:
+            if p is not None and p.is_alive():
+                p.kill()
+                p.join(5)
+        self._monitor.join(1)
+
+
+def make_executor(kind: str | None = None, **options) -> Executor:
+    """The executor named by `kind` or LENET_EXECUTOR: "local" (the default) or "ray"."""
+    kind = (kind or os.environ.get("LENET_EXECUTOR") or "local").lower()
+    if kind == "local":
+        return LocalPool(**options)
+    if kind == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(**options)
+    raise ValueError(f"unknown executor {kind!r}: use local or ray")
+
+

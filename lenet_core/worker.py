@@ -1,0 +1,235 @@
+"""Training one run folder, in whichever process an executor runs it: a worker of the local pool,
+a Ray worker, or the CLI itself. Everything it does goes into the folder (runs.py), so whoever
+shows the run needs nothing from this process."""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+
+import numpy as np
+
+from .checkpoint import Checkpoint, CheckpointError
+from .data import DataUnavailableError, ImageData, load_dataset
+from .runs import HEARTBEAT_S, Run, this_process
+from .settings import ConfigError
+from .train import Callback, EpochMetrics, FitResult, Trainer, TrainState, build_model, device_label, resolve_device
+
+LIVE_EVERY_S = 0.5   # how often a training run's curve and status reach its folder
+CURVE_POINTS = 500   # the drawn loss curve's most points, whatever the run's length
+
+_datasets: dict[tuple, ImageData] = {}
+_datasets_lock = threading.Lock()
+
+
+def dataset(name: str, data_dir=None) -> ImageData:
+    """A data set, loaded once per process: a pool's worker keeps it between runs."""
+    with _datasets_lock:
+        key = (name, str(data_dir))
+        if key not in _datasets:
+            _datasets[key] = load_dataset(name, data_dir)
+        return _datasets[key]
+
+
+class LossCurve:
+    """The loss per step in at most `points` buckets of equal width (a power of two steps), each
+    holding its mean: when the buckets run out, neighbours merge and the width doubles. What a page
+    draws stays this size however long the run; the full record stays in steps.csv."""
+
+    def __init__(self, points: int = CURVE_POINTS):
+        self.points, self.width = points, 1
+        self.steps: list[int] = []    # each bucket's last step
+        self.sums: list[float] = []
+        self.counts: list[int] = []
+
+    def add(self, step: int, loss: float) -> None:
+        if self.counts and self.counts[-1] < self.width and step > self.steps[-1]:
+            self.steps[-1], self.sums[-1], self.counts[-1] = step, self.sums[-1] + loss, self.counts[-1] + 1
+        else:
+            self.steps.append(step), self.sums.append(loss), self.counts.append(1)
+        if len(self.steps) > self.points:
+            self.width *= 2
+            pairs = range(0, len(self.steps) - 1, 2)
+            last = [] if len(self.steps) % 2 == 0 else [len(self.steps) - 1]
+            self.steps = [self.steps[i + 1] for i in pairs] + [self.steps[i] for i in last]
+            self.sums = [self.sums[i] + self.sums[i + 1] for i in pairs] + [self.sums[i] for i in last]
+            self.counts = [self.counts[i] + self.counts[i + 1] for i in pairs] + [self.counts[i] for i in last]
+
+    @classmethod
+    def of(cls, steps, losses, points: int = CURVE_POINTS) -> "LossCurve":
+        curve = cls(points)
+        for s, v in zip(np.asarray(steps).tolist(), np.asarray(losses).tolist()):
+            curve.add(s, v)
+        return curve
+
+    def to_dict(self) -> dict:
+        return {"step": self.steps, "loss": [s / c for s, c in zip(self.sums, self.counts)], "width": self.width}
+
+
+class FolderControl:
+    """The trainer's pause/stop switches, read from the run's control.json (at most every `poll_s`),
+    or a stop from this process (`stop_event`: a signal, the pool shutting down)."""
+
+    def __init__(self, run: Run, stop_event: threading.Event | None = None, heartbeat=lambda: None,
+                 poll_s: float = 0.1):
+        self.run, self.stop_event, self.heartbeat, self.poll_s = run, stop_event, heartbeat, poll_s
+        self._checked, self._mtime, self._ctl = 0.0, None, {}
+
+    def _refresh(self) -> dict:
+        now = time.monotonic()
+        if now - self._checked >= self.poll_s:
+            self._checked = now
+            try:
+                mtime = (self.run.path / "control.json").stat().st_mtime_ns
+            except OSError:
+                mtime = None
+            if mtime != self._mtime:
+                self._mtime, self._ctl = mtime, self.run.control()
+        return self._ctl
+
+    @property
+    def stopped_by_process(self) -> bool:
+        return self.stop_event is not None and self.stop_event.is_set()
+
+    def stop_requested(self) -> bool:
+        return bool(self._refresh().get("stop")) or self.stopped_by_process
+
+    def paused(self) -> bool:
+        return bool(self._refresh().get("pause")) and not self.stop_requested()
+
+    def wait_while_paused(self) -> None:
+        beat = time.monotonic()
+        while self.paused():
+            time.sleep(self.poll_s / 2)
+            if time.monotonic() - beat >= HEARTBEAT_S:
+                self.heartbeat()
+                beat = time.monotonic()
+
+
+class RunRecorder(Callback):
+    """Writes a training run into its folder as it goes: steps and live curve every LIVE_EVERY_S,
+    epochs and an atomic checkpoint at each epoch's end, the status at every change."""
+
+    def __init__(self, run: Run, data: ImageData, control: FolderControl, curve: LossCurve):
+        self.run, self.data, self.control, self.curve = run, data, control, curve
+        self.pending: list[tuple[int, list[float]]] = []
+        self.epochs = [m.to_dict() for m in run.epochs()]
+        self.last_flush = 0.0
+        self.paused_s, self.pause_began = 0.0, None
+        self.status = "running"
+
+    def on_fit_start(self, trainer, state):
+        self.config, self.trainer = trainer.config, trainer
+        self.t0, self.steps_at_start, self.step = time.monotonic(), state.step, state.step
+        self.total = trainer.config.steps_per_epoch(len(self.data.train_images)) * trainer.config.epochs
+        self.run.set_status("running", "", started=time.time(), worker=this_process(),
+                            device=device_label(trainer.device), total_steps=self.total, steps_done=state.step,
+                            epochs_done=state.epoch, steps_at_start=state.step, train_seconds=0.0)
+        self.write(force=True)
+
+    def on_steps(self, first_step, losses, epoch):
+        self.pending.append((first_step, losses))
+        for i, v in enumerate(losses):
+            self.curve.add(first_step + i, v)
+        self.step = first_step + len(losses) - 1
+        if time.monotonic() - self.last_flush >= LIVE_EVERY_S or first_step == self.steps_at_start + 1:
+            self.write()
+
+    def on_pause(self, paused):
+        if paused:
+            self.status, self.pause_began = "paused", time.monotonic()
+        else:
+            self.status, self.paused_s = "running", self.paused_s + time.monotonic() - self.pause_began
+        self.write(force=True)
+
+    def on_epoch_end(self, metrics: EpochMetrics, state: TrainState, model):
+        self.epochs.append(metrics.to_dict())
+        self.flush_steps()
+        self.run.append_epoch(metrics)
+        self.save(model, state)
+        self.write(force=True, epochs_done=state.epoch)
+
+    def on_fit_end(self, result: FitResult):
+        self.flush_steps()
+        final = {"test_accuracy": result.final["accuracy"], "test_loss": result.final["loss"],
+                 "per_class_accuracy": dict(zip(self.data.classes, result.final["per_class_accuracy"]))
+                 } if result.final else {}
+        if result.reason != "exploded":  # blown-up weights are worth nothing: keep the last epoch's
+            self.save(self.trainer.model, result.state, final)
+        message = result.message
+        if result.status == "stopped" and self.control.stopped_by_process:
+            message = (f"Stopped when its server shut down, after {result.state.step:,} steps; "
+                       "Resume carries it on from there.")
+        self.status = result.status
+        self.write(force=True, message=message, reason=result.reason, final=final, ended=time.time(),
+                   epochs_done=result.state.epoch)
+
+    # -- writing ------------------------------------------------------------------------
+    def save(self, model, state: TrainState, final: dict | None = None):
+        ckpt = Checkpoint(self.config, model, self.data.name, self.data.classes, metrics=final or {},
+                          training=state, epochs=[EpochMetrics(**e) for e in self.epochs])
+        self.run.save_checkpoint(ckpt)
+
+    def flush_steps(self):
+        for first, losses in self.pending:
+            self.run.append_steps(first, losses)
+        self.pending.clear()
+
+    def write(self, force: bool = False, message: str | None = None, **fields):
+        now = time.monotonic()
+        if not force and now - self.last_flush < LIVE_EVERY_S:
+            return
+        self.last_flush = now
+        self.flush_steps()
+        paused = self.paused_s + (now - self.pause_began if self.status == "paused" else 0)
+        train_s = now - self.t0 - paused
+        done_here = self.step - self.steps_at_start
+        rate = done_here * self.config.batch_size / train_s if train_s > 0 and done_here else None
+        self.run.write_live({"curve": self.curve.to_dict(), "epochs": self.epochs, "updated": time.time()})
+        self.run.set_status(self.status, message, steps_done=self.step, train_seconds=train_s,
+                            samples_per_s=rate, **fields)
+
+    def heartbeat(self):
+        self.write(force=True)
+
+
+def train_run(run_dir, *, data_dir=None, callbacks=(), stop_event: threading.Event | None = None,
+              executor: str = "inline", sync_every: int | None = None) -> str:
+    """Train the run in `run_dir` to its planned epochs, from where it stands (a new run, a stopped
+    or interrupted one, one continued from another run's weights); returns its final status.
+    Returns "busy" without touching it when another live process trains it."""
+    run = Run(run_dir)
+    if not run.claim(executor):
+        return "busy"
+    try:
+        status = run.status()
+        if run.control().get("stop") and status.get("status") == "queued":
+            run.set_status("stopped", "Stopped before it started.", ended=time.time())
+            return "stopped"
+        run.request(pause=False, stop=False)  # a resumed run starts afresh from what was asked before
+        config = run.config()
+        data = dataset(config.dataset, data_dir)
+        state, model = None, build_model(config)
+        if run.has_checkpoint():  # carry on: a stopped, interrupted or continued run
+            ckpt = run.load_checkpoint()
+            model.load_state_dict(ckpt.model.state_dict())
+            state = ckpt.training or TrainState(epoch=len(ckpt.epochs))
+            run.truncate(state.step, state.epoch)  # what a killed trainer recorded after its checkpoint
+        curve = LossCurve.of(*run.steps())
+        control = FolderControl(run, stop_event)
+        recorder = RunRecorder(run, data, control, curve)
+        control.heartbeat = recorder.heartbeat
+        Trainer(config, [recorder, *callbacks], control, sync_every).fit(model, data, state)
+        return recorder.status
+    except DataUnavailableError as e:
+        run.set_status("failed", str(e), ended=time.time())
+        return "failed"
+    except (ConfigError, CheckpointError) as e:
+        run.set_status("failed", f"This run cannot be trained: {e}", ended=time.time())
+        return "failed"
+    except Exception as e:  # the folder must say why; the process goes on to its next run
+        traceback.print_exc()
+        run.set_status("failed", f"Training failed: {type(e).__name__}: {e}", ended=time.time())
+        return "failed"
+    finally:
+        run.release()
