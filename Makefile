@@ -21,8 +21,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # The stamp makes a second `make setup` instant, and reinstalls when requirements.txt changes.
-$(VENV)/.installed: requirements.txt | $(BIN)/python
+# The project itself is installed in place (-e), which gives the `lenet` command in any folder.
+$(VENV)/.installed: requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
 	touch $@
 
 # Playwright drives Debian's Chromium; `playwright install` would try to download its own and fail.

@@ -1,20 +1,25 @@
-"""`python -m lenet_core {train,summary,evaluate}`: the engine from a terminal."""
+"""`lenet` (or `python -m lenet_core`): train, resume, list, summarise and evaluate from a terminal.
+
+Every run is a run folder (runs.py), the same the app shows: `train --out runs/NAME` writes it as it
+trains, so a run killed mid-way is resumed with `resume runs/NAME`."""
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
-import secrets
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
-from .model import ACTIVATIONS, INITS, PADDINGS, POOLINGS, PRESETS, ConfigError, format_summary, layer_summary, preset
-from .train import DEVICES, OPTIMIZERS, Callback, TrainConfig
+from .model import PRESETS, ModelConfig, preset
+from .settings import ConfigError, declared, flag
+from .train import Callback, TrainConfig
 
 EXIT_USAGE = 2
+RUN_FILES = ("config.json", "run.json", "status.json", "control.json", "claim.json", "steps.csv", "epochs.jsonl",
+             "live.json", "checkpoint.pt", "metrics.json", "probes.pt")
 
 
 class UsageError(Exception):
@@ -28,30 +33,45 @@ class Parser(argparse.ArgumentParser):
 
 def _int_list(text: str) -> tuple[int, ...]:
     try:
-        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v != "")
+        return tuple(int(v) for v in text.replace(" ", "").split(",") if v != "")
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of whole numbers") from None
-    return values
+
+
+def add_setting_flags(p: argparse.ArgumentParser, cls, title: str):
+    """One flag per declared setting of `cls`, with its help and choices; None when not given."""
+    g = p.add_argument_group(title)
+    for name, (meta, kind) in declared(cls).items():
+        if not meta.cli:
+            continue
+        kw = {"help": meta.help.replace("**", "").replace("%", "%%"), "default": None}
+        if meta.choices:
+            kw["choices"] = meta.choices
+        if kind.startswith("tuple"):
+            kw.update(type=_int_list, metavar="N,N")
+        elif kind in ("int", "float"):
+            kw.update(type=int if kind == "int" else float, metavar=meta.short.upper())
+        g.add_argument(flag(name), dest=name, **kw)
 
 
 def add_model_flags(p: argparse.ArgumentParser):
-    g = p.add_argument_group("architecture (defaults come from --preset)")
-    g.add_argument("--preset", default="classic", choices=sorted(PRESETS), help="starting point (default: classic, the chapter's)")
-    g.add_argument("--activation", choices=sorted(ACTIVATIONS))
-    g.add_argument("--pooling", choices=sorted(POOLINGS))
-    g.add_argument("--kernel-size", type=int, metavar="K")
-    g.add_argument("--conv-channels", type=_int_list, metavar="C1,C2", help="channels per conv layer; 1 to 3 layers, e.g. 6,16")
-    g.add_argument("--dense-widths", type=_int_list, metavar="W1,W2", help="widths of hidden dense layers, e.g. 120,84 ('' for none)")
-    g.add_argument("--init", choices=INITS)
-    g.add_argument("--padding", choices=PADDINGS)
+    p.add_argument("--preset", default="classic", choices=sorted(PRESETS),
+                   help="starting point for the architecture (default: classic, the chapter's)")
+    add_setting_flags(p, ModelConfig, "architecture (defaults come from --preset)")
 
 
-def model_config(args):
-    changes = {k: getattr(args, k) for k in ("activation", "pooling", "kernel_size", "conv_channels",
-                                             "dense_widths", "init", "padding") if getattr(args, k) is not None}
+def model_config(args) -> ModelConfig:
+    changes = {k: getattr(args, k) for k in declared(ModelConfig) if getattr(args, k, None) is not None}
     cfg = preset(args.preset).replace(**changes)
     cfg.validate()
     return cfg
+
+
+def train_config(args) -> TrainConfig:
+    changes = {k: getattr(args, k) for k in declared(TrainConfig) if getattr(args, k, None) is not None}
+    config = TrainConfig(model=model_config(args)).replace(**changes)
+    config.validate()
+    return config
 
 
 class ConsoleProgress(Callback):
@@ -59,48 +79,55 @@ class ConsoleProgress(Callback):
 
     def __init__(self, stream=sys.stderr):
         self.stream, self.interactive = stream, stream.isatty()
-        self.t0 = time.perf_counter()
         self.last = 0.0
 
-    def on_fit_start(self, trainer, total_steps):
-        self.total, self.t0 = total_steps, time.perf_counter()
+    def on_fit_start(self, trainer, state):
+        self.total, self.first, self.t0 = trainer.total_steps, state.step, time.perf_counter()
 
-    def on_step(self, e):
-        now = time.perf_counter()
-        if now - self.last < (0.1 if self.interactive else 5.0) and e.batch != e.batches:
+    def on_steps(self, first_step, losses, epoch):
+        now, step = time.perf_counter(), first_step + len(losses) - 1
+        if now - self.last < (0.1 if self.interactive else 5.0):
             return
         self.last = now
-        frac = e.step / self.total
-        bar = "#" * int(30 * frac)
-        eta = (now - self.t0) / frac * (1 - frac) if frac else 0
-        line = f"epoch {e.epoch} [{bar:<30}] {100 * frac:5.1f}%  loss {e.loss:.4f}  eta {eta:4.0f}s"
+        frac, done = step / self.total, (step - self.first) / max(self.total - self.first, 1)
+        eta = (now - self.t0) / done * (1 - done) if done else 0
+        line = (f"epoch {epoch} [{'#' * int(30 * frac):<30}] {100 * frac:5.1f}%  loss {losses[-1]:.4f}  "
+                f"eta {eta:4.0f}s")
         self.stream.write(("\r" + line) if self.interactive else line + "\n")
         self.stream.flush()
 
-    def on_epoch_end(self, m):
+    def on_epoch_end(self, m, state, model):
         if self.interactive:
             self.stream.write("\r" + " " * 80 + "\r")
-        print(f"epoch {m.epoch:2d}  train loss {m.train_loss:.4f}  train acc {m.train_acc:.4f}  "
-              f"val loss {m.val_loss:.4f}  val acc {m.val_acc:.4f}  {m.samples_per_s:7.0f} samples/s  "
-              f"{m.epoch_time:5.1f}s", flush=True)
+        print_epoch(m)
+
+
+def print_epoch(m) -> None:
+    print(f"epoch {m.epoch:2d}  train loss {m.train_loss:.4f}  train acc {m.train_acc:.4f}  "
+          f"val loss {m.val_loss:.4f}  val acc {m.val_acc:.4f}  {m.samples_per_s:7.0f} samples/s  "
+          f"{m.epoch_time:5.1f}s", flush=True)
 
 
 def cmd_summary(args):
+    from .activations import format_summary, layer_summary
+
     print(format_summary(layer_summary(model_config(args))))
+    return 0
 
 
-def check_run_dir(path: str, overwrite: bool) -> Path:
+def prepare_out(path: str, overwrite: bool) -> Path:
     """Before any training: the run folder can be written, and holds no run unless --overwrite."""
-    from .checkpoint import holds_run
-
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {path} is a file; give a folder for the run")
-    if out.is_dir() and not overwrite and holds_run(out):
-        raise UsageError(f"--out {path} already holds a run; pass --overwrite to replace it, or choose another folder")
+    if out.is_dir() and any((out / f).exists() for f in ("checkpoint.pt", "run.json")):
+        if not overwrite:
+            raise UsageError(f"--out {path} already holds a run; pass --overwrite to replace it, or choose another folder")
+        for name in RUN_FILES:  # only the run's own files: never a folder the user pointed at by mistake
+            (out / name).unlink(missing_ok=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{secrets.token_hex(4)}"
+        probe = out / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
@@ -109,71 +136,132 @@ def check_run_dir(path: str, overwrite: bool) -> Path:
 
 
 @contextlib.contextmanager
-def ctrl_c_stops(control):
-    """While training: the first Ctrl-C stops the run at the next step (it is then evaluated and
-    saved as 'stopped'), a second one quits at once."""
+def signals_stop(stop: threading.Event):
+    """While training here: Ctrl-C or SIGTERM stops the run at the next step (it is then saved as
+    'stopped'); a second Ctrl-C quits at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def on_sigint(signum, frame):
-        if control.stop_event.is_set():
+    def on_signal(signum, frame):
+        if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        control.stop()
+        stop.set()
         print("\nstopping after this step; the run so far is kept (Ctrl-C again to quit at once)",
               file=sys.stderr, flush=True)
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def follow(run, stop: threading.Event) -> None:
+    """Print a run trained elsewhere (another executor) as its folder grows, until it ends;
+    a stop here asks it to stop."""
+    printed, asked = 0, False
+    while True:
+        epochs = run.epochs()
+        for m in epochs[printed:]:
+            print_epoch(m)
+        printed = len(epochs)
+        if stop.is_set() and not asked:
+            run.request(stop=True)
+            asked = True
+        if not run.info().live:
+            return
+        time.sleep(0.5)
+
+
+def train_folder(run, args) -> int:
+    """Train (or carry on) `run` here or on the executor asked for; report; exit code."""
+    from .worker import train_run
+
+    stop = threading.Event()
+    with signals_stop(stop):
+        if args.executor == "ray":
+            from .ray_executor import RayExecutor
+
+            executor = RayExecutor(address=args.ray_address)
+            try:
+                print(f"submitted to Ray ({executor.describe()})", flush=True)
+                executor.submit(run)
+                follow(run, stop)
+            finally:
+                executor.shutdown()
+        elif train_run(run.path, data_dir=args.data_dir, callbacks=[ConsoleProgress()], stop_event=stop,
+                       executor="cli") == "busy":
+            raise UsageError(f"{run.path} is being trained by another process right now")
+    info = run.info()
+    print(info.message)
+    print(f"saved run to {run.path}")
+    if info.test_accuracy is not None:
+        print(f"test accuracy {info.test_accuracy:.4f}")
+    if args.json:
+        epochs = run.epochs()
+        print(json.dumps({"path": str(run.path), "status": info.status, "test_accuracy": info.test_accuracy,
+                          "test_loss": info.final.get("test_loss"), "epochs": info.epochs_done,
+                          "train_time_s": round(sum(m.epoch_time for m in epochs), 2),
+                          "samples_per_s": round(sum(m.samples_per_s for m in epochs) / max(len(epochs), 1)),
+                          "per_class_accuracy": info.final.get("per_class_accuracy", {})}))
+    return 0 if info.status == "finished" else 1
 
 
 def cmd_train(args):
-    from .checkpoint import Checkpoint, save_run
-    from .data import load_dataset
-    from .train import Trainer, build_model, device_label, evaluate
+    from .runs import Run, runs_root
+    from .train import device_label, resolve_device
+    from .worker import dataset
 
-    config = TrainConfig(model=model_config(args), dataset=args.dataset, lr=args.lr, batch_size=args.batch_size,
-                         epochs=args.epochs, optimizer=args.optimizer, seed=args.seed, device=args.device)
-    config.validate()
-    data = load_dataset(args.dataset, args.data_dir)
-    out = check_run_dir(args.out, args.overwrite) if args.out else None
-    model = build_model(config)
-    trainer = Trainer(config, [ConsoleProgress()])
-    print(f"training {args.preset}-based LeNet on {args.dataset} ({len(data.train_images)} images) "
-          f"on {device_label(trainer.device)}", flush=True)
-    with ctrl_c_stops(trainer.control):
-        result = trainer.fit(model, data)
-    final = evaluate(model, data.test_images, data.test_labels)
-    metrics = {"status": result.status, "test_accuracy": final["accuracy"], "test_loss": final["loss"],
-               "epochs": len(result.epochs), "train_time_s": round(sum(m.epoch_time for m in result.epochs), 2),
-               "samples_per_s": round(sum(m.samples_per_s for m in result.epochs) / max(len(result.epochs), 1)),
-               "per_class_accuracy": dict(zip(data.classes, final["per_class_accuracy"]))}
-    print(result.message)
-    if out is not None:
-        ckpt = Checkpoint(config, model, data.name, data.classes, metrics, result.epochs, result.steps)
-        try:
-            save_run(out, ckpt, result.status)
-        except OSError as e:
-            raise UsageError(f"the run trained but could not be saved to {args.out}: {e.strerror or e}") from None
-        print(f"saved run to {args.out}")
-    print(f"test accuracy {final['accuracy']:.4f}")
+    config = train_config(args)
+    data = dataset(config.dataset, args.data_dir)  # missing data: one clear error before a folder is made
+    out = prepare_out(args.out, args.overwrite) if args.out else None
+    run = Run.create(config, runs_root(), path=out, name=args.name)
+    where = "Ray" if args.executor == "ray" else device_label(resolve_device(config.device))
+    print(f"training {run.info().name} on {config.dataset} ({len(data.train_images)} images) on {where}; "
+          f"run folder {run.path}", flush=True)
+    return train_folder(run, args)
+
+
+def cmd_resume(args):
+    from .runs import RESUMABLE, Run
+
+    run = Run(args.run_dir)
+    if not run.exists():
+        raise UsageError(f"{args.run_dir} is not a run folder")
+    info = run.info()
+    if info.status not in RESUMABLE:
+        raise UsageError(f"{args.run_dir} is {info.status}; only a stopped, interrupted or failed run can be resumed")
+    print(f"resuming {info.name} from epoch {info.epochs_done} of {info.config.epochs}", flush=True)
+    run.set_status("queued", "Waiting to carry on.")
+    return train_folder(run, args)
+
+
+def cmd_runs(args):
+    from .runs import list_runs, runs_root
+
+    infos = list_runs(args.root or runs_root())
+    for i in infos:
+        acc = f"{i.test_accuracy:.4f}" if i.test_accuracy is not None else "-"
+        print(f"{i.path}  {i.status:<11} {i.epochs_done:>3}/{i.config.epochs:<3} acc {acc:<6}  {i.name}")
+    if not infos:
+        print(f"no runs in {args.root or runs_root()}")
     if args.json:
-        print(json.dumps(metrics))
-    return 0 if result.status == "finished" else 1
+        print(json.dumps([i.to_dict() for i in infos]))
+    return 0
 
 
 def cmd_evaluate(args):
-    from .checkpoint import load_run
-    from .data import load_dataset
+    from .checkpoint import load_checkpoint
+    from .runs import Run
     from .train import evaluate, resolve_device
+    from .worker import dataset
 
-    ckpt = load_run(args.checkpoint)
-    data = load_dataset(args.dataset or ckpt.dataset, args.data_dir)
-    model = ckpt.model.to(resolve_device(args.device))
-    result = evaluate(model, data.test_images, data.test_labels)
+    path = Path(args.checkpoint)
+    ckpt = Run(path).load_checkpoint() if path.is_dir() else load_checkpoint(path)
+    data = dataset(args.dataset or ckpt.dataset, args.data_dir)
+    result = evaluate(ckpt.model.to(resolve_device(args.device)), data.test_images, data.test_labels)
     print(f"{args.checkpoint}: {ckpt.dataset} model, evaluated on {data.name} test ({result['count']} images)")
     for name, acc in zip(data.classes, result["per_class_accuracy"]):
         print(f"  {name:<12} {acc:.4f}")
@@ -185,33 +273,47 @@ def cmd_evaluate(args):
     return 0
 
 
+def _executor_flags(p):
+    p.add_argument("--executor", default="here", choices=("here", "ray"),
+                   help="train in this process (default), or on Ray (LENET_RAY_ADDRESS or --ray-address)")
+    p.add_argument("--ray-address", default=None, help="a Ray cluster to join, e.g. auto or ray://host:10001 "
+                                                       "(default: $LENET_RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--data-dir", help="folder with fashion-mnist/ and mnist/ (default: $LENET_DATA_DIR, cache, download)")
+    p.add_argument("--json", action="store_true", help="print final metrics as JSON on the last line")
+
+
 def build_parser() -> Parser:
-    p = Parser(prog="python -m lenet_core", description="LeNet Lab's engine: train, summarise and evaluate LeNet-5 variants.")
+    p = Parser(prog="lenet", description="LeNet Lab's engine: train, resume, list, summarise and evaluate "
+                                         "LeNet-5 variants. Runs are folders under runs/ (or $LENET_RUNS_DIR).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     s = sub.add_parser("summary", help="print the layer table")
     add_model_flags(s)
     s.set_defaults(func=cmd_summary)
 
-    t = sub.add_parser("train", help="train a model")
+    t = sub.add_parser("train", help="train a model into a run folder")
     add_model_flags(t)
-    t.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "mnist"])
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--lr", type=float, default=0.1)
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto", choices=DEVICES)
-    t.add_argument("--data-dir", help="folder with fashion-mnist/ and mnist/ (default: $LENET_DATA_DIR, cache, download)")
-    t.add_argument("--out", metavar="RUN_DIR", help="save settings, metrics and checkpoint here")
+    add_setting_flags(t, TrainConfig, "training (defaults: the chapter's)")
+    t.add_argument("--out", metavar="RUN_DIR", help="the run folder (default: a new folder under the runs root)")
+    t.add_argument("--name", help="the run's name (default: what it is, e.g. 'classic · lr 0.3')")
     t.add_argument("--overwrite", action="store_true", help="replace the run already in RUN_DIR")
-    t.add_argument("--json", action="store_true", help="print final metrics as JSON on the last line")
+    _executor_flags(t)
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="test accuracy of a checkpoint or run directory")
+    r = sub.add_parser("resume", help="carry a stopped or interrupted run on to its planned epochs")
+    r.add_argument("run_dir", metavar="RUN_DIR")
+    _executor_flags(r)
+    r.set_defaults(func=cmd_resume)
+
+    ls = sub.add_parser("runs", help="list the run folders, newest first")
+    ls.add_argument("--root", help="the runs root (default: $LENET_RUNS_DIR or runs/)")
+    ls.add_argument("--json", action="store_true", help="print the list as JSON on the last line")
+    ls.set_defaults(func=cmd_runs)
+
+    e = sub.add_parser("evaluate", help="test accuracy of a checkpoint or run folder")
     e.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
-    e.add_argument("--dataset", choices=["fashion-mnist", "mnist"], help="default: the one it was trained on")
-    e.add_argument("--device", default="auto", choices=DEVICES)
+    e.add_argument("--dataset", choices=("fashion-mnist", "mnist"), help="default: the one it was trained on")
+    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     e.add_argument("--data-dir")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
@@ -229,10 +331,8 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
     except ConfigError as e:
         print(f"error: bad setting {e}", file=sys.stderr)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-    except DataUnavailableError as e:
-        # The first line is the error; the rest says where we looked and what to do.
+    except (CheckpointError, DataUnavailableError) as e:
+        # For missing data the first line is the error; the rest says where we looked and what to do.
         print(f"error: {e}", file=sys.stderr)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
