@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from captum.attr import GuidedBackprop, GuidedGradCam, IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion
-from captum.attr import Saliency
+import torch.nn.functional as F
+from captum.attr import GuidedBackprop, IntegratedGradients, LayerGradCam, Occlusion, Saliency
 from torch import nn
 
 # name -> (label, one-sentence explanation), in the order a UI should list them.
@@ -49,8 +49,8 @@ METHODS: dict[str, tuple[str, str]] = {
     "gradcam": (
         "Grad-CAM",
         "The last conv layer's feature maps, each weighted by how much the class score depends on it, kept "
-        "where positive and stretched from that layer's coarse grid to 28x28: where the model looked, "
-        "at the resolution of its last conv layer."),
+        "where positive and spread from that layer's coarse grid (10x10 in LeNet-5) over the pixels each "
+        "cell looks at: where the model looked, not which pixels."),
     "guided_backprop": (
         "Guided Backpropagation",
         "The gradient with every ReLU passing back only positive signals, which gives a sharp picture of the "
@@ -68,9 +68,9 @@ GUIDED = ("guided_backprop", "guided_gradcam")
 SIGNED = {"saliency": False, "integrated_gradients": True, "occlusion": True, "gradcam": False,
           "guided_backprop": True, "guided_gradcam": True}
 
-# The options each method takes, with their defaults. 32 integration steps in one batch
-# keep Integrated Gradients' sum within about 1% of the score change for LeNet-5 and cost
-# one forward and backward pass of 32 images. A 4x4 patch is about a stroke's width; with
+# The options each method takes, with their defaults. With 32 integration steps (in one
+# batch: one forward and backward pass of 32 images) Integrated Gradients' sum was within
+# 0.7% of the score change on 20 MNIST test digits, for briefly trained sigmoid and relu LeNet-5s. A 4x4 patch is about a stroke's width; with
 # stride 2 the 28x28 image takes 13x13 = 169 patches, evaluated as one batch.
 OPTIONS: dict[str, dict[str, int]] = {
     "integrated_gradients": {"n_steps": 32},
@@ -177,16 +177,54 @@ def _occlusion(net, x, target, config, window, stride):
         baselines=0.0, target=target, perturbations_per_eval=per_side * per_side)
 
 
-def _last_conv(net, config) -> nn.Module:
-    return getattr(net, f"conv{len(config.conv_channels)}")
+def _last_conv(config) -> str:
+    return f"conv{len(config.conv_channels)}"
 
 
 def _gradcam(net, x, target, config):
-    # The conv layer's output, before its activation. Captum's LayerAttribution.interpolate
-    # is F.interpolate; bilinear (align_corners False) spreads each cell of the coarse map
-    # smoothly over the pixels it covers instead of painting blocks.
-    coarse = LayerGradCam(net, _last_conv(net, config)).attribute(x, target=target, relu_attributions=True)
-    return LayerAttribution.interpolate(coarse, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+    layer = _last_conv(config)
+    coarse = LayerGradCam(net, getattr(net, layer)).attribute(x, target=target, relu_attributions=True)
+    return _place_on_input(coarse, net, layer, x.shape[-1])
+
+
+def _place_on_input(coarse: torch.Tensor, net: nn.Sequential, layer: str, size: int) -> torch.Tensor:
+    """Resample a layer's (N, 1, h, w) map onto the input's pixels, each cell at the centre of its
+    receptive field, bilinearly, fading to 0 beyond the outermost cells.
+
+    Stretching the map over the image (F.interpolate, Captum's LayerAttribution.interpolate)
+    would put LeNet-5's conv2 cell i at pixel 2.8 i + 1.4, but it looks at the pixels around
+    2 i + 5: off by up to 3.6 pixels, outwards. On 50 MNIST test digits with briefly trained
+    models, the share of the Grad-CAM map that falls on ink was 0.13 (sigmoid) and 0.20 (relu)
+    stretched, about what blind placement gives (ink covers 0.15 of an image), and 0.30 and
+    0.50 placed here."""
+    scale, offset = _cell_centres(net, layer)
+    # Cell coordinate of each pixel's centre, in grid_sample's [-1, 1] (align_corners False).
+    cells = (torch.arange(size, dtype=coarse.dtype, device=coarse.device) + 0.5 - offset) / scale
+    rows = (2 * cells + 1) / coarse.shape[-2] - 1
+    cols = (2 * cells + 1) / coarse.shape[-1] - 1
+    grid = torch.stack(torch.meshgrid(cols, rows, indexing="xy"), dim=-1).expand(coarse.shape[0], -1, -1, -1)
+    return F.grid_sample(coarse, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _cell_centres(net: nn.Sequential, layer: str) -> tuple[float, float]:
+    """(scale, offset) such that cell i of `layer`'s output is centred on input coordinate
+    scale * i + offset (pixel p spans p to p + 1), from the kernels, strides and paddings of the
+    layers up to it. Square kernels assumed, as LeNet builds them."""
+    scale, offset = 1.0, 0.5
+    for name, module in net.named_children():
+        if isinstance(module, (nn.Conv2d, nn.AvgPool2d, nn.MaxPool2d)):
+            kernel, stride, padding = (_first(getattr(module, a)) for a in ("kernel_size", "stride", "padding"))
+            dilation = _first(getattr(module, "dilation", 1))
+            # Output cell i covers input cells stride*i - padding ... + dilation*(kernel-1).
+            offset += scale * (dilation * (kernel - 1) / 2 - padding)
+            scale *= stride
+        if name == layer:
+            return scale, offset
+    raise ValueError(f"the model has no layer '{layer}'")
+
+
+def _first(value) -> int:
+    return value[0] if isinstance(value, tuple) else value
 
 
 def _guided_backprop(net, x, target, config):
@@ -194,7 +232,9 @@ def _guided_backprop(net, x, target, config):
 
 
 def _guided_gradcam(net, x, target, config):
-    return GuidedGradCam(net, _last_conv(net, config)).attribute(x, target=target, interpolate_mode="bilinear")
+    # Captum's GuidedGradCam multiplies the same two maps but stretches Grad-CAM with
+    # F.interpolate; this keeps the placement of `gradcam`.
+    return _guided_backprop(net, x, target, config) * _gradcam(net, x, target, config)
 
 
 _COMPUTE = {"saliency": _saliency, "integrated_gradients": _integrated_gradients, "occlusion": _occlusion,

@@ -141,17 +141,22 @@ def test_gradcam_looks_at_the_block_the_class_reads():
     model = reader("sigmoid", {K: [("A", +1)], J: [("A", -1)]})
     a = attribute(model, image(A), K, "gradcam")
     assert not a.signed and (a.map >= 0).all()
-    # conv2's map is 10x10: after stretching to 28x28 the peak lands within a few pixels of A,
-    # and nothing shows more than two of its cells (about 6 pixels) away from it.
-    assert mask(A, grow=3)[peak(a.map)]
+    # conv2's map is 10x10, so the picture is coarse: its peak is in A, its centre of mass
+    # within a pixel of A's centre (a stretched map misses by two), and nothing shows more
+    # than a cell (2 pixels) beyond the cells that see A.
     assert a.map.max() > 0
+    assert mask(A)[peak(a.map)]
+    rows, cols = np.indices(a.map.shape) + 0.5
+    centre = np.array([(rows * a.map).sum(), (cols * a.map).sum()]) / a.map.sum()
+    assert np.abs(centre - (10, 18)).max() < 1
     assert (a.map[~mask(A, grow=6)] == 0).all()
     # A class that the same feature counts against gets no positive evidence anywhere.
     assert (attribute(model, image(A), J, "gradcam").map == 0).all()
 
 
-def _gradcam_by_hand(model, x, cls, layer):
-    """Grad-CAM from its definition: ReLU(sum over channels of mean gradient * activation)."""
+def _gradcam_by_hand(model, x, cls, layer, scale, offset):
+    """Grad-CAM from its definition, ReLU(sum over channels of mean gradient * activation),
+    with cell i drawn as a tent of one cell's width centred on input coordinate scale*i + offset."""
     saved = {}
     hook = getattr(model.net, layer).register_forward_hook(lambda m, i, out: saved.setdefault("a", out))
     try:
@@ -160,13 +165,22 @@ def _gradcam_by_hand(model, x, cls, layer):
         hook.remove()
     act = saved["a"]
     grad, = torch.autograd.grad(out[0, cls], act)
-    cam = F.relu((grad.mean(dim=(2, 3), keepdim=True) * act).sum(dim=1, keepdim=True))
-    return F.interpolate(cam, (28, 28), mode="bilinear").detach()[0, 0].numpy()
+    cam = F.relu((grad.mean(dim=(2, 3), keepdim=True) * act).sum(dim=1))[0].detach().numpy()
+    cell_of_pixel = (np.arange(28) + 0.5 - offset) / scale
+    tent = np.maximum(0, 1 - np.abs(cell_of_pixel[:, None] - np.arange(cam.shape[0])[None, :]))
+    return tent @ cam @ tent.T
 
 
-@pytest.mark.parametrize("config", [ModelConfig(conv_channels=(4,), activation="relu"),
-                                    ModelConfig(conv_channels=(4, 6, 8), padding="same", activation="tanh")])
-def test_gradcam_uses_the_last_conv_layer_whatever_their_number(config):
+# Receptive-field centres of the last conv's cells, worked out by hand: one conv (5x5,
+# padding 2) sees pixel i itself; LeNet-5's conv2 cell i looks at pooled cells i..i+4, whose
+# middle one (i+2) covers pixels 2i+4 and 2i+5; with three "same" convs and two pools, cell i
+# covers pixels 4i..4i+3.
+@pytest.mark.parametrize("config, scale, offset", [
+    (ModelConfig(conv_channels=(4,), activation="relu"), 1, 0.5),
+    (ModelConfig(), 2, 5),
+    (ModelConfig(conv_channels=(4, 6, 8), padding="same", activation="tanh"), 4, 2),
+])
+def test_gradcam_uses_the_last_conv_layer_and_its_receptive_fields(config, scale, offset):
     torch.manual_seed(1)
     model = LeNet(config).eval()
     x = np.random.default_rng(1).random((28, 28), dtype=np.float32)
@@ -174,7 +188,7 @@ def test_gradcam_uses_the_last_conv_layer_whatever_their_number(config):
     maps = {cls: attribute(model, x, cls, "gradcam").map for cls in range(3)}
     assert any(m.max() > 0 for m in maps.values())
     for cls, heat in maps.items():
-        np.testing.assert_allclose(heat, _gradcam_by_hand(model, x, cls, last), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(heat, _gradcam_by_hand(model, x, cls, last, scale, offset), rtol=1e-4, atol=1e-7)
 
 
 def test_guided_backprop_drops_the_evidence_against_that_saliency_keeps():
@@ -191,19 +205,21 @@ def test_guided_backprop_drops_the_evidence_against_that_saliency_keeps():
 
 
 def test_guided_gradcam_is_guided_backprop_inside_gradcams_region():
-    model = reader("relu")
-    x = image(A, D)
+    # B counts against K at half weight, so Grad-CAM's weight for conv2's channel 0 stays
+    # positive. Grad-CAM weighs whole channels: it lights up B and D as well as A (all ink in
+    # channel 0); the guided gradient is 0 outside A (B's is negative at fc2's ReLU, D is
+    # unread), and so is the product.
+    model = reader("relu", {K: [("A", +1), ("B", -0.5)]})
+    x = image(A, B, D)
     a = attribute(model, x, K, "guided_gradcam")
     guided = attribute(model, x, K, "guided_backprop").map
     cam = attribute(model, x, K, "gradcam").map
-    # Grad-CAM weighs whole channels, so it also lights up D (same channel, unread there);
-    # the guided gradient is 0 at D, and so is the product.
-    assert cam[mask(D)].max() > 0
+    assert cam[mask(B)].max() > 0 and cam[mask(D)].max() > 0
     assert a.signed
     assert mask(A)[peak(a.map)]
     assert (a.map[mask(A)] > 0).all()
     assert (a.map[~mask(A)] == 0).all()
-    # Captum multiplies the guided gradient by Grad-CAM upsampled as ours is (bilinear).
+    # The guided gradient times Grad-CAM, placed as `gradcam` places it.
     np.testing.assert_allclose(a.map, guided * cam, rtol=1e-5, atol=1e-8)
 
 
