@@ -1,8 +1,7 @@
 """Which pixels made it say 7: attribution maps over the input image, computed with Captum.
 
-    >>> a = attribute(model, image, target=7, method="integrated_gradients")
-    >>> a.map.shape, a.signed
-    ((28, 28), True)
+    a = attribute(model, image, target=7, method="integrated_gradients")
+    a.map  # (28, 28) float32; a.signed is True for this method
 
 Every map answers for one class's score: its logit, the model's output before softmax.
 Sign convention, for the signed maps: positive = evidence FOR the target class (more of
@@ -12,10 +11,10 @@ Unsigned maps (saliency, Grad-CAM) are >= 0 and say only how much, not which way
 Captum works by putting hooks on the modules it is given (Grad-CAM on the conv layer,
 guided backpropagation on every ReLU) and by asking for gradients. A model served to
 several sessions may be running inference in another thread meanwhile, and a hooked ReLU
-breaks inference there (under no_grad or inference mode the hook's register_hook on a
-tensor that needs no gradient raises RuntimeError). So Captum never sees the caller's model: each call works on a private copy
-of `model.net` that shares its parameters (no weights are copied) and is put in eval mode
-itself. The caller's modules, mode and requires_grad flags are never touched, no lock is
+breaks inference there (under no_grad or inference mode, the hook's register_hook on a
+tensor that needs no gradient raises RuntimeError). So Captum never sees the caller's
+model: each call works on a private copy of `model.net` that shares its parameters (no
+weights are copied) and is put in eval mode itself. The caller's modules, mode and requires_grad flags are never touched, no lock is
 needed, and gradients are taken with respect to the input only, so parameters with
 requires_grad False are fine.
 """
