@@ -14,9 +14,9 @@ several sessions may be running inference in another thread meanwhile, and a hoo
 breaks inference there (under no_grad or inference mode, the hook's register_hook on a
 tensor that needs no gradient raises RuntimeError). So Captum never sees the caller's
 model: each call works on a private copy of `model.net` that shares its parameters (no
-weights are copied) and is put in eval mode itself. The caller's modules, mode and requires_grad flags are never touched, no lock is
-needed, and gradients are taken with respect to the input only, so parameters with
-requires_grad False are fine.
+weights are copied) and is put in eval mode itself. The caller's modules, mode and
+requires_grad flags are never touched, no lock is needed, and gradients are taken with
+respect to the input only, so parameters with requires_grad False are fine.
 """
 from __future__ import annotations
 
@@ -69,8 +69,9 @@ SIGNED = {"saliency": False, "integrated_gradients": True, "occlusion": True, "g
 
 # The options each method takes, with their defaults. With 32 integration steps (in one
 # batch: one forward and backward pass of 32 images) Integrated Gradients' sum was within
-# 0.7% of the score change on 20 MNIST test digits, for briefly trained sigmoid and relu LeNet-5s. A 4x4 patch is about a stroke's width; with
-# stride 2 the 28x28 image takes 13x13 = 169 patches, evaluated as one batch.
+# 0.7% of the score change on 20 MNIST test digits, for briefly trained sigmoid and relu
+# LeNet-5s. A 4x4 patch is about a stroke's width; with stride 2 the 28x28 image takes
+# 13x13 = 169 patches, evaluated as one batch.
 OPTIONS: dict[str, dict[str, int]] = {
     "integrated_gradients": {"n_steps": 32},
     "occlusion": {"window": 4, "stride": 2},
