@@ -184,7 +184,8 @@ def train_folder(run, args) -> int:
         if args.executor == "ray":
             from .ray_executor import RayExecutor
 
-            executor = RayExecutor(address=args.ray_address)
+            executor = RayExecutor(address=args.ray_address,
+                                   data_dir=Path(args.data_dir).resolve() if args.data_dir else None)
             try:
                 print(f"submitted to Ray ({executor.describe()})", flush=True)
                 executor.submit(run)
@@ -234,7 +235,7 @@ def cmd_resume(args):
     if info.status not in RESUMABLE:
         raise UsageError(f"{args.run_dir} is {info.status}; only a stopped, interrupted or failed run can be resumed")
     print(f"resuming {info.name} from epoch {info.epochs_done} of {info.config.epochs}", flush=True)
-    run.set_status("queued", "Waiting to carry on.")
+    run.requeue()
     return train_folder(run, args)
 
 

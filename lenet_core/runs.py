@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from .model import PRESETS
@@ -38,6 +39,7 @@ LIVE = ("queued", "running", "paused")
 RESUMABLE = ("stopped", "interrupted", "failed")
 HEARTBEAT_S = 5.0          # a training process rewrites status.json at least this often
 STALE_AFTER_S = 60.0       # a run on another machine silent this long is taken as interrupted
+CURVE_POINTS = 500         # the drawn loss curve's most points, whatever the run's length
 
 
 def runs_root() -> Path:
@@ -104,6 +106,41 @@ def describe(config: TrainConfig) -> str:
                 value = f"{value:g}"
             parts.append(str(value) if name in ("activation", "optimizer", "dataset") else f"{meta.short} {value}")
     return " · ".join(parts)
+
+
+class LossCurve:
+    """The loss per step in at most `points` buckets of equal width (a power of two steps), each
+    holding its mean: when the buckets run out, neighbours merge and the width doubles. What a page
+    draws stays this size however long the run; the full record stays in steps.csv."""
+
+    def __init__(self, points: int = CURVE_POINTS):
+        self.points, self.width = points, 1
+        self.steps: list[int] = []    # each bucket's last step
+        self.sums: list[float] = []
+        self.counts: list[int] = []
+
+    def add(self, step: int, loss: float) -> None:
+        if self.counts and self.counts[-1] < self.width and step > self.steps[-1]:
+            self.steps[-1], self.sums[-1], self.counts[-1] = step, self.sums[-1] + loss, self.counts[-1] + 1
+        else:
+            self.steps.append(step), self.sums.append(loss), self.counts.append(1)
+        if len(self.steps) > self.points:
+            self.width *= 2
+            pairs = range(0, len(self.steps) - 1, 2)
+            last = [] if len(self.steps) % 2 == 0 else [len(self.steps) - 1]
+            self.steps = [self.steps[i + 1] for i in pairs] + [self.steps[i] for i in last]
+            self.sums = [self.sums[i] + self.sums[i + 1] for i in pairs] + [self.sums[i] for i in last]
+            self.counts = [self.counts[i] + self.counts[i + 1] for i in pairs] + [self.counts[i] for i in last]
+
+    @classmethod
+    def of(cls, steps, losses, points: int = CURVE_POINTS) -> LossCurve:
+        curve = cls(points)
+        for s, v in zip(np.asarray(steps).tolist(), np.asarray(losses).tolist()):
+            curve.add(s, v)
+        return curve
+
+    def to_dict(self) -> dict:
+        return {"step": self.steps, "loss": [s / c for s, c in zip(self.sums, self.counts)], "width": self.width}
 
 
 @dataclass
@@ -332,6 +369,11 @@ class Run:
         ctl.update(changes, updated=time.time())
         _write_json(self.path / "control.json", ctl)
 
+    def requeue(self, message: str = "Waiting to carry on.") -> None:
+        """Queue an ended run to carry on (Resume): earlier pause and stop requests are dropped."""
+        _write_json(self.path / "control.json", {"pause": False, "stop": False, "updated": time.time()})
+        self.set_status("queued", message)
+
     def rename(self, name: str) -> None:
         meta = self.meta()
         meta["name"] = name
@@ -411,3 +453,62 @@ def list_runs(root: str | os.PathLike | None = None, *, owner: str | None | type
 def queue(root: str | os.PathLike | None = None) -> list[RunInfo]:
     """Queued runs in the order they were asked for: the order workers take them in."""
     return sorted(list_runs(root, statuses=("queued",)), key=lambda i: i.created)
+
+
+def _write_history(run: Run, steps, losses, epochs: list[EpochMetrics]) -> None:
+    lines = "step,loss\n" + "".join(f"{int(s)},{float(v):.6g}\n" for s, v in zip(steps, losses))
+    atomic_write(run.path / "steps.csv", lambda f: f.write(lines.encode()))
+    rows = "".join(json.dumps(m.to_dict()) + "\n" for m in epochs)
+    atomic_write(run.path / "epochs.jsonl", lambda f: f.write(rows.encode()))
+
+
+def continue_from(source: Run, config: TrainConfig, root: str | os.PathLike | None = None, **create) -> Run:
+    """A new run that trains `source`'s weights on with new training settings (same architecture
+    and data set; `config.epochs` counts on from the source's). It starts with the source's history,
+    so its curves and step and epoch counters go on from where the source's end."""
+    from .train import TrainState
+
+    ckpt = source.load_checkpoint()
+    if ckpt.config.model != config.model or ckpt.config.dataset != config.dataset:
+        raise ConfigError("source", "a run continued from another keeps its architecture and data set")
+    done = ckpt.training or TrainState(epoch=len(source.epochs()), step=int(source.info().steps_done))
+    if config.epochs <= done.epoch:
+        raise ConfigError("epochs", f"{source.info().name} has trained {done.epoch} epochs already; "
+                                    f"plan more than that (e.g. {done.epoch + 5})")
+    origin = {"run": source.id, "name": source.info().name, "epochs": done.epoch, "steps": done.step}
+    run = Run.create(config, root, origin=origin, **create)
+    steps, losses = source.steps()
+    keep = steps <= done.step
+    _write_history(run, steps[keep], losses[keep], [m for m in source.epochs() if m.epoch <= done.epoch])
+    run.save_checkpoint(Checkpoint(config, ckpt.model, ckpt.dataset, ckpt.classes,
+                                   training=TrainState(epoch=done.epoch, step=done.step)))
+    return run
+
+
+def from_checkpoint(ckpt: Checkpoint, root: str | os.PathLike | None = None, *, name: str, **create) -> Run:
+    """An uploaded checkpoint as an ended run folder, with the curves it carries: it can then be
+    compared, shown on every page and continued like a run trained here."""
+    from .train import TrainState
+
+    run = Run.create(ckpt.config, root, name=name, origin={"upload": name}, **create)
+    steps = ckpt.steps.numpy() if len(ckpt.steps) else np.zeros((0, 2))
+    _write_history(run, steps[:, 0], steps[:, 1], ckpt.epochs)
+    last_step = int(steps[-1, 0]) if len(steps) else 0
+    run.save_checkpoint(Checkpoint(ckpt.config, ckpt.model, ckpt.dataset, ckpt.classes, ckpt.metrics, ckpt.epochs,
+                                   training=TrainState(epoch=len(ckpt.epochs), step=last_step)))
+    run.write_live({"curve": LossCurve.of(steps[:, 0], steps[:, 1]).to_dict(),
+                    "epochs": [m.to_dict() for m in ckpt.epochs], "updated": time.time()})
+    run.set_status("finished", "Uploaded.", epochs_done=len(ckpt.epochs), steps_done=last_step,
+                   total_steps=last_step, final=ckpt.metrics, ended=time.time())
+    return run
+
+
+def export_checkpoint(run: Run) -> bytes:
+    """The run's weights, settings and whole history in one .pt file, as the Download button gives it."""
+    from .checkpoint import checkpoint_bytes
+
+    ckpt = run.load_checkpoint()
+    steps, losses = run.steps()
+    ckpt.steps = torch.as_tensor(np.stack([steps, losses], axis=1) if len(steps) else np.zeros((0, 2)))
+    ckpt.epochs, ckpt.metrics = run.epochs(), run.info().final or ckpt.metrics
+    return checkpoint_bytes(ckpt)

@@ -7,16 +7,13 @@ import threading
 import time
 import traceback
 
-import numpy as np
-
 from .checkpoint import Checkpoint, CheckpointError
 from .data import DataUnavailableError, ImageData, load_dataset
-from .runs import HEARTBEAT_S, Run, this_process
+from .runs import HEARTBEAT_S, LossCurve, Run, this_process
 from .settings import ConfigError
 from .train import Callback, EpochMetrics, FitResult, Trainer, TrainState, build_model, device_label, resolve_device
 
 LIVE_EVERY_S = 0.5   # how often a training run's curve and status reach its folder
-CURVE_POINTS = 500   # the drawn loss curve's most points, whatever the run's length
 
 _datasets: dict[tuple, ImageData] = {}
 _datasets_lock = threading.Lock()
@@ -29,41 +26,6 @@ def dataset(name: str, data_dir=None) -> ImageData:
         if key not in _datasets:
             _datasets[key] = load_dataset(name, data_dir)
         return _datasets[key]
-
-
-class LossCurve:
-    """The loss per step in at most `points` buckets of equal width (a power of two steps), each
-    holding its mean: when the buckets run out, neighbours merge and the width doubles. What a page
-    draws stays this size however long the run; the full record stays in steps.csv."""
-
-    def __init__(self, points: int = CURVE_POINTS):
-        self.points, self.width = points, 1
-        self.steps: list[int] = []    # each bucket's last step
-        self.sums: list[float] = []
-        self.counts: list[int] = []
-
-    def add(self, step: int, loss: float) -> None:
-        if self.counts and self.counts[-1] < self.width and step > self.steps[-1]:
-            self.steps[-1], self.sums[-1], self.counts[-1] = step, self.sums[-1] + loss, self.counts[-1] + 1
-        else:
-            self.steps.append(step), self.sums.append(loss), self.counts.append(1)
-        if len(self.steps) > self.points:
-            self.width *= 2
-            pairs = range(0, len(self.steps) - 1, 2)
-            last = [] if len(self.steps) % 2 == 0 else [len(self.steps) - 1]
-            self.steps = [self.steps[i + 1] for i in pairs] + [self.steps[i] for i in last]
-            self.sums = [self.sums[i] + self.sums[i + 1] for i in pairs] + [self.sums[i] for i in last]
-            self.counts = [self.counts[i] + self.counts[i + 1] for i in pairs] + [self.counts[i] for i in last]
-
-    @classmethod
-    def of(cls, steps, losses, points: int = CURVE_POINTS) -> "LossCurve":
-        curve = cls(points)
-        for s, v in zip(np.asarray(steps).tolist(), np.asarray(losses).tolist()):
-            curve.add(s, v)
-        return curve
-
-    def to_dict(self) -> dict:
-        return {"step": self.steps, "loss": [s / c for s, c in zip(self.sums, self.counts)], "width": self.width}
 
 
 class FolderControl:
@@ -89,7 +51,8 @@ class FolderControl:
 
     @property
     def stopped_by_process(self) -> bool:
-        return self.stop_event is not None and self.stop_event.is_set()
+        """A stop that came from the server shutting down, not from the run's owner."""
+        return self.stop_event is not None and self.stop_event.is_set() or self._ctl.get("by") == "shutdown"
 
     def stop_requested(self) -> bool:
         return bool(self._refresh().get("stop")) or self.stopped_by_process
@@ -202,11 +165,10 @@ def train_run(run_dir, *, data_dir=None, callbacks=(), stop_event: threading.Eve
     if not run.claim(executor):
         return "busy"
     try:
-        status = run.status()
-        if run.control().get("stop") and status.get("status") == "queued":
-            run.set_status("stopped", "Stopped before it started.", ended=time.time())
+        if run.control().get("stop"):  # stopped while it waited in the queue
+            if run.status().get("status") == "queued":
+                run.set_status("stopped", "Stopped before it started.", ended=time.time())
             return "stopped"
-        run.request(pause=False, stop=False)  # a resumed run starts afresh from what was asked before
         config = run.config()
         data = dataset(config.dataset, data_dir)
         state, model = None, build_model(config)

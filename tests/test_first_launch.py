@@ -1,7 +1,7 @@
 """First launch: every page opens without an error, with no data and no network, and with data.
 
 Without data, Train and Evaluate say which data set is missing and how to get it. The pages
-are the ones app.py lists plus any file in pages/, so a new page is covered without edits here."""
+are the ones lenet_lab.py lists plus any file in views/, so a new page is covered without edits here."""
 import re
 from pathlib import Path
 
@@ -14,10 +14,10 @@ from lenet_core.data import DATASETS
 from synthetic import synthetic_idx
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = ROOT / "app.py"
+APP = ROOT / "lenet_lab.py"
 LISTED = re.findall(r"""st\.Page\(\s*["']([^"']+\.py)["']""", APP.read_text())
-PAGES = sorted(set(LISTED) | {f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py") if p.name != "__init__.py"})
-NEEDS_DATA = {"pages/train.py", "pages/evaluate.py"}  # nothing to show without a data set
+PAGES = sorted(set(LISTED) | {f"views/{p.name}" for p in (ROOT / "views").glob("*.py") if p.name != "__init__.py"})
+NEEDS_DATA = {"views/train.py", "views/evaluate.py"}  # nothing to show without a data set
 
 
 def _offline(name):
@@ -31,6 +31,7 @@ def launch_env(tmp_path, monkeypatch):
     monkeypatch.setenv("LENET_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LENET_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("LENET_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("LENET_LECTURER_TOKEN", "a-token")  # so that the Class page is listed too
     monkeypatch.setattr(data_module, "SYSTEM_DIRS", {})
     monkeypatch.setattr(data_module, "_download", _offline)
     st.cache_resource.clear()  # data sets and models cached by an earlier test in this process
@@ -64,8 +65,9 @@ def exceptions(at: AppTest) -> list[str]:
 
 
 def test_pages_are_discovered():
-    assert LISTED and LISTED[0] == "pages/home.py"
-    assert {"pages/train.py", "pages/draw.py", "pages/activations.py", "pages/evaluate.py"} <= set(PAGES)
+    assert LISTED and LISTED[0] == "views/home.py"
+    assert {"views/train.py", "views/draw.py", "views/activations.py", "views/evaluate.py",
+            "views/classroom.py"} <= set(PAGES)
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -105,7 +105,7 @@ def test_a_killed_worker_is_replaced_and_its_run_resumes_in_place(pool, tmp_path
     kept = info.epochs_done
     wait_for(lambda: pool.ready and all(p.is_alive() for p in pool.procs), 60)  # replaced
 
-    run.set_status("queued", "Waiting to carry on.")  # what Resume does
+    run.requeue()  # what Resume does
     pool.submit(run)
     wait_for(lambda: run.info().status == "finished", 180)
     info = run.info()

@@ -1,13 +1,13 @@
 import streamlit as st
 
-from lenet_app import eval_view
-from lenet_app.state import DATASET_LABELS, ensure_app_frame, get_data, missing_data_markdown, model_picker
+from lenet_app import evaluation as eval_view
+from lenet_app import models
+from lenet_app.datasets import DATASET_LABELS, get_data, missing_data_markdown
 
-ensure_app_frame()
 st.title("Evaluate")
 st.markdown("How well does a model do on the **test images it never saw in training**, and where does it go wrong?")
 
-entry = model_picker("Model", key="evaluate_model")
+entry = models.picker()
 if entry is None:
     st.stop()
 dataset_label = DATASET_LABELS.get(entry.dataset, entry.dataset)
@@ -80,4 +80,4 @@ for row in range(0, len(shown), COLUMNS):
                          width="stretch"):
                 st.session_state["activations_request"] = {"model_key": entry.key, "dataset": data.name,
                                                            "index": index}
-                st.switch_page("pages/activations.py")
+                st.switch_page("views/activations.py")

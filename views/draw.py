@@ -1,16 +1,15 @@
 """Draw a digit; see what the model sees, what it predicts, and its first two conv layers' maps."""
+import html
 import time
 
-_t0 = time.perf_counter()  # the caption reports the server time of this run, from here to the end
+_t0 = time.perf_counter()  # the page's server time, for the latency benchmark (the prediction's data-ms)
 
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from lenet_app import maps
-from lenet_app.state import ensure_app_frame, model_picker
+from lenet_app import maps, models
 from lenet_core.preprocess import digit_from_rgba, image_to_tensor
 
-ensure_app_frame()
 st.title("Draw")
 
 ss = st.session_state
@@ -30,13 +29,12 @@ with row:
     middle = st.container(width=190)
     right = st.container(width="stretch")
 with left:
-    entry = model_picker("Model", key="draw_model", default="shipped:digits")
+    entry = models.picker()
     canvas_key = "draw_canvas" if ss["draw_clears"] == 0 else f"draw_canvas_{ss['draw_clears']}"
-    st.caption("Draw one digit:")  # short: the canvas toolbar sits over the right of this line
+    st.caption("Draw one digit:" if entry is None or entry.is_digits else "Draw a garment:")
     result = st_canvas(stroke_width=18, stroke_color="#FFFFFF", background_color="#000000",
                        height=280, width=280, drawing_mode="freedraw", return_image_data=True, key=canvas_key)
     st.button("Clear", icon=":material/delete:", on_click=clear_canvas)
-    timing = st.empty()
 
 rgba = result.image_data
 img = digit_from_rgba(rgba) if rgba is not None else None
@@ -67,8 +65,9 @@ elif entry is not None:  # (without a model, model_picker has said so)
         st.markdown("**Prediction**")
         name = entry.classes[best]
         size = "4.5rem" if len(name) <= 2 else "2.2rem"  # a digit big; "Ankle boot" still on one line
-        st.markdown(f'<div class="draw-prediction" data-update="{ss["draw_updates"]}" '
-                    f'style="font-size:{size};font-weight:700;line-height:1.1">{name}</div>',
+        ms = (time.perf_counter() - _t0) * 1000
+        st.markdown(f'<div class="draw-prediction" data-update="{ss["draw_updates"]}" data-ms="{ms:.0f}" '
+                    f'style="font-size:{size};font-weight:700;line-height:1.1">{html.escape(name)}</div>',
                     unsafe_allow_html=True)
         st.markdown(f"{p[best]:.0%} sure")
     with right:
@@ -90,4 +89,3 @@ elif entry is not None:  # (without a model, model_picker has said so)
                                           diverging=maps.diverging_for("post-activation", m)),
                             theme="streamlit", config={"displayModeBar": False}, key=f"draw_conv{layer}")
 
-timing.caption(f"Update {ss['draw_updates']} · computed in {(time.perf_counter() - _t0) * 1000:.0f} ms")

@@ -5,12 +5,11 @@ import random
 import numpy as np
 import streamlit as st
 
-from lenet_app import maps
-from lenet_app.state import available_models, ensure_app_frame, get_data, missing_data_markdown, model_picker
+from lenet_app import maps, models
+from lenet_app.datasets import get_data, missing_data_markdown
 from lenet_core.preprocess import image_to_tensor
 from lenet_core.train import as_input
 
-ensure_app_frame()
 st.title("Activations")
 st.caption("Exercise 3 of the LeNet chapter: display the activations of the first and second layer "
            "for different inputs, e.g. sweaters (pullovers) and coats.")
@@ -28,7 +27,7 @@ def set_choice(key, options, default):
 # The Evaluate page opens one of its test images here through this request; honour it once.
 request = ss.pop("activations_request", None)
 if request:
-    keys = {e.key: e for e in available_models()}
+    keys = {e.key: e for e in models.available_models()}
     req_entry = keys.get(request.get("model_key"))
     req_data, req_error = get_data(request.get("dataset", req_entry.dataset if req_entry else "mnist"))
     if req_entry is None:
@@ -38,13 +37,13 @@ if request:
     else:
         idx = int(request["index"])
         label = int(req_data.test_labels[idx])
-        ss.update(act_model=req_entry.key, act_view="One input", act_a_source="Test image",
+        ss.update(model=req_entry.key, act_view="One input", act_a_source="Test image",
                   act_a_class=req_entry.classes[label],
                   act_a_index=int((req_data.test_indices_of(label) == idx).nonzero()[0, 0]))
 
 c_model, c_view = st.columns([2, 1.2])
 with c_model:
-    entry = model_picker("Model", key="act_model", default="shipped:fashion-classic")
+    entry = models.picker()
 if entry is None:
     st.stop()
 data, data_error = get_data(entry.dataset)
@@ -78,7 +77,7 @@ def pick_input(side: str, default_class: str):
     if source == "Current drawing":
         if not has_drawing:
             st.info("Nothing drawn yet: draw something on the Draw page, then come back.")
-            st.page_link("pages/draw.py", label="Go to Draw", icon=":material/draw:")
+            st.page_link("views/draw.py", label="Go to Draw", icon=":material/draw:")
             return None
         return image_to_tensor(ss["draw_image"]), "your drawing from the Draw page", None
     if data is None:

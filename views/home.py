@@ -7,10 +7,10 @@ st.markdown(
     "see what its convolution layers respond to, and find out which images it gets wrong.")
 
 PAGES = [
-    ("pages/train.py", "Train", ":material/model_training:", "Train a LeNet, watch the curves, compare runs."),
-    ("pages/draw.py", "Draw", ":material/draw:", "Draw a digit and see what the model predicts."),
-    ("pages/activations.py", "Activations", ":material/grid_view:", "What each convolution layer sees."),
-    ("pages/evaluate.py", "Evaluate", ":material/fact_check:", "Test accuracy and the images it gets wrong."),
+    ("views/train.py", "Train", ":material/model_training:", "Train a LeNet, watch the curves, compare runs."),
+    ("views/draw.py", "Draw", ":material/draw:", "Draw a digit and see what the model predicts."),
+    ("views/activations.py", "Activations", ":material/grid_view:", "What each convolution layer sees."),
+    ("views/evaluate.py", "Evaluate", ":material/fact_check:", "Test accuracy and the images it gets wrong."),
 ]
 for col, (path, title, icon, what) in zip(st.columns(len(PAGES)), PAGES):
     with col.container(border=True, height="stretch"):
@@ -20,14 +20,14 @@ for col, (path, title, icon, what) in zip(st.columns(len(PAGES)), PAGES):
 
 EXERCISES = [
     ("Modernise LeNet: max pooling instead of average pooling, ReLU instead of sigmoid.",
-     "Pick the **modern** preset on Train, start it, and overlay it on a **classic** run under *Runs of this session*.",
-     "pages/train.py", "Train"),
+     "Pick the **modern** preset on Train, start it, and overlay it on a **classic** run under *Your runs*.",
+     "views/train.py", "Train"),
     ("Change the network's size: kernel size, channels, conv and dense layers, learning rate, init, epochs.",
      "Each is a control on Train; the layer table shows the new shapes and parameter count before you start.",
-     "pages/train.py", "Train"),
+     "views/train.py", "Train"),
     ("Show the first and second conv layers' activations for different inputs, e.g. pullovers and coats.",
      "On Activations, choose **Compare two inputs**: A, B and their difference, map by map.",
-     "pages/activations.py", "Activations"),
+     "views/activations.py", "Activations"),
 ]
 st.markdown("##### The chapter's exercises, here")
 for i, (task, how, path, title) in enumerate(EXERCISES, 1):
@@ -37,11 +37,8 @@ for i, (task, how, path, title) in enumerate(EXERCISES, 1):
 
 # Imported only now: torch comes with it (1.5-2 s on a cold start), and the text above is
 # already on screen while it loads.
-from lenet_app.state import (DATASET_LABELS, device_info, ensure_app_frame, local_data_status,  # noqa: E402
-                             saved_run_models, shipped_models)
-from lenet_core.checkpoint import runs_root  # noqa: E402
-
-ensure_app_frame()
+from lenet_app.datasets import DATASET_LABELS, device_info, local_data_status  # noqa: E402
+from lenet_app.models import run_models, shipped_models  # noqa: E402
 col_device, col_data, col_models = st.columns(3, gap="large")
 with col_device:
     st.subheader(":material/memory: Device", divider="gray")
@@ -65,8 +62,7 @@ with col_models:
         st.warning("No shipped models were found in models/: train one on the Train page.")
     for entry in models.values():
         acc = entry.metrics.get("test_accuracy")
-        st.markdown(f"**{entry.name}**: {', '.join(entry.details)}"
-                    + (f", **{acc:.1%}** test accuracy" if acc is not None else ""))
-    if saved := saved_run_models():
-        st.caption(f"Saved runs in `{runs_root()}/`, offered on Draw, Activations and Evaluate too: "
-                   + ", ".join(f"{e.name} ({', '.join(e.details)})" for e in saved))
+        st.markdown(f"**{entry.name}**: {entry.note}" + (f", **{acc:.1%}** test accuracy" if acc is not None else ""))
+    if saved := run_models():
+        st.caption(f"Your runs, offered on Draw, Activations and Evaluate too: {', '.join(e.name for e in saved[:5])}"
+                   + (f" and {len(saved) - 5} more" if len(saved) > 5 else ""))

@@ -1,0 +1,123 @@
+"""The training curves as Plotly figures (plain dicts): a run's loss per step and its per-epoch loss
+and accuracy, and several runs overlaid. Built from what a run folder keeps for drawing (the loss
+curve in at most a few hundred buckets, the epochs), so a figure costs the same for any run length.
+
+Margins and axis ranges are fixed here rather than left to Plotly: a live chart redrawn twice a
+second otherwise measures its labels and picks new ticks each time, CPU that a training run on
+the same machine pays for."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lenet_core.train import EpochMetrics
+
+MARGIN = {"l": 60, "r": 10, "t": 50, "b": 45}
+EPOCH_MARGIN = {**MARGIN, "t": 70}  # room for the loss chart's legend under its title
+HEIGHT = 320
+LOG_SPAN = 100  # a loss axis whose values span more than this factor is drawn on a log scale
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+
+def smooth(values, points: int) -> np.ndarray:
+    """An exponential moving average over about 3% of the curve (debiased at the start, as
+    pandas' ewm does by default), so short and long runs both show a trend without a lag."""
+    if len(values) == 0:
+        return np.asarray(values, dtype=float)
+    return pd.Series(values, dtype=float).ewm(span=max(2.0, points / 30)).mean().to_numpy()
+
+
+def loss_axis(*series) -> dict:
+    """A loss axis from 0 to a little above the largest value; on a log scale when the values
+    span orders of magnitude (a run that blew up would flatten every other curve)."""
+    values = np.concatenate([np.asarray(s, dtype=float).ravel() for s in series]) if series else np.array([])
+    values = values[np.isfinite(values) & (values > 0)]
+    axis = {"title": {"text": "loss"}, "rangemode": "tozero"}
+    if len(values) and values.max() / values.min() > LOG_SPAN:
+        return {"title": {"text": "loss (log scale)"}, "type": "log",
+                "range": [float(np.log10(values.min())) - 0.1, float(np.log10(values.max())) + 0.1]}
+    if len(values):
+        axis["range"] = [0.0, float(values.max()) * 1.05]
+    return axis
+
+
+def _figure(traces: list[dict], title: str, xaxis: dict, yaxis: dict, **layout) -> dict:
+    return {"data": traces, "layout": {
+        "title": {"text": title, "yref": "container", "y": 1, "yanchor": "top", "pad": {"t": 14}},
+        "height": HEIGHT, "margin": MARGIN,
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
+        "xaxis": {**xaxis, "automargin": False}, "yaxis": {**yaxis, "automargin": False}} | layout}
+
+
+def step_figure(curve: dict, total_steps: int) -> dict:
+    """Loss per step: the bucket means faintly, their moving average bold."""
+    step, loss = np.asarray(curve.get("step", []), dtype=float), np.asarray(curve.get("loss", []), dtype=float)
+    width = curve.get("width", 1)
+    smoothed = smooth(loss, len(loss) * width)
+    return _figure(
+        [{"type": "scatter", "x": step, "y": loss, "name": "loss per step" if width == 1 else f"mean of {width} steps",
+          "mode": "lines", "line": {"width": 1}, "opacity": 0.3, "hoverinfo": "skip"},
+         {"type": "scatter", "x": step, "y": smoothed, "name": "smoothed", "mode": "lines", "line": {"width": 3}}],
+        "Training loss per step", {"title": {"text": "step"}, "range": [0, max(total_steps, step[-1] if len(step) else 1)]},
+        loss_axis(loss, smoothed))
+
+
+def epoch_figures(epochs: list[EpochMetrics], total_epochs: int) -> tuple[dict, dict]:
+    x = [m.epoch for m in epochs]
+    xaxis = {"title": {"text": "epoch"}, "range": [0.5, total_epochs + 0.5]}
+    if total_epochs <= 20:
+        xaxis["dtick"] = 1
+    train_loss, val_loss = [m.train_loss for m in epochs], [m.val_loss for m in epochs]
+    loss = _figure(
+        [{"type": "scatter", "x": x, "y": train_loss, "name": "train", "mode": "lines+markers"},
+         {"type": "scatter", "x": x, "y": val_loss, "name": "validation", "mode": "lines+markers"}],
+        "Loss per epoch", xaxis, loss_axis(train_loss, val_loss), margin=EPOCH_MARGIN,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0})
+    acc = _figure(
+        [{"type": "scatter", "x": x, "y": [m.val_acc for m in epochs], "name": "validation",
+          "mode": "lines+markers", "line": {"width": 3}, "cliponaxis": False}],
+        "Validation accuracy", xaxis, {"title": {"text": "accuracy"}, "tickformat": ".0%", "range": [0, 1]},
+        showlegend=False, margin=EPOCH_MARGIN)
+    return loss, acc
+
+
+def run_figures(live: dict, total_steps: int, total_epochs: int) -> dict[str, dict]:
+    """A run's panel charts by name, in page order, from its live.json."""
+    epochs = [EpochMetrics(**e) for e in live.get("epochs", [])]
+    loss, acc = epoch_figures(epochs, total_epochs)
+    return {"loss-per-step": step_figure(live.get("curve", {}), total_steps), "loss-per-epoch": loss,
+            "val-accuracy": acc}
+
+
+def overlay_figure(runs: list[tuple[str, dict]]) -> dict:
+    """Validation accuracy per epoch and smoothed loss per step of several runs (name, live.json),
+    overlaid: two panels side by side, one legend (a click on a run hides it in both)."""
+    most_epochs = max([len(live.get("epochs", [])) for _, live in runs] + [1])
+    traces, losses = [], []
+    for i, (name, live) in enumerate(runs):
+        color = PALETTE[i % len(PALETTE)]
+        epochs = live.get("epochs", [])
+        traces.append({"type": "scatter", "x": [e["epoch"] for e in epochs], "y": [e["val_acc"] for e in epochs],
+                       "name": name, "legendgroup": str(i), "mode": "lines+markers",
+                       "line": {"color": color, "width": 3}, "cliponaxis": False, "xaxis": "x", "yaxis": "y"})
+        curve = live.get("curve", {})
+        loss = smooth(curve.get("loss", []), len(curve.get("loss", [])) * curve.get("width", 1))
+        losses.append(loss)
+        traces.append({"type": "scatter", "x": curve.get("step", []), "y": loss, "name": name,
+                       "legendgroup": str(i), "mode": "lines", "line": {"color": color, "width": 2},
+                       "showlegend": False, "xaxis": "x2", "yaxis": "y2"})
+
+    def panel_title(text: str, x: float) -> dict:
+        return {"text": f"<b>{text}</b>", "x": x, "xref": "paper", "xanchor": "left", "y": 1.02, "yref": "paper",
+                "yanchor": "bottom", "showarrow": False, "font": {"size": 15}}
+
+    return {"data": traces, "layout": {
+        "height": 420, "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+        "xaxis": {"domain": [0, 0.45], "anchor": "y", "title": {"text": "epoch"}, "automargin": True,
+                  "range": [0.5, most_epochs + 0.5], **({"dtick": 1} if most_epochs <= 20 else {})},
+        "yaxis": {"anchor": "x", "title": {"text": "accuracy"}, "tickformat": ".0%", "range": [0, 1],
+                  "automargin": True},
+        "xaxis2": {"domain": [0.55, 1], "anchor": "y2", "title": {"text": "step"}, "automargin": True},
+        "yaxis2": {**loss_axis(*losses), "anchor": "x2", "automargin": True},
+        "annotations": [panel_title("Validation accuracy", 0), panel_title("Smoothed loss per step", 0.55)],
+        "legend": {"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0}}}

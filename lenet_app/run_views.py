@@ -1,0 +1,118 @@
+"""The Train page's run sections: the panel of the run on show (progress, curves, its buttons) and
+the list of this browser's runs (table, overlay, actions), which follows its runs as they train."""
+from __future__ import annotations
+
+import streamlit as st
+
+from lenet_core.runs import LIVE, RESUMABLE, Run, RunInfo, export_checkpoint
+
+from . import curves, live_panel, runs, session
+from .server import serving
+
+CURRENT = "train.current"
+OVERLAY_MAX = 8
+
+
+def current(mine: list[RunInfo]) -> RunInfo | None:
+    """The run on show: the one picked last, else the newest live one, else the newest."""
+    by_id = {i.id: i for i in mine}
+    if st.session_state.get(CURRENT) not in by_id:
+        live = [i for i in mine if i.live]
+        st.session_state[CURRENT] = (live or mine)[0].id if mine else None
+    return by_id.get(st.session_state[CURRENT])
+
+
+def act(action, *args) -> None:
+    """Run a button's action; a refused one leaves its message for the page."""
+    try:
+        action(*args)
+    except runs.LimitError as e:
+        st.session_state["train.message"] = str(e)
+
+
+def panel(info: RunInfo) -> None:
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.subheader(f"{info.name} · {runs.status_label(info)}", anchor=False)
+        if runs.can_control(info):
+            if info.status == "running":
+                st.button("Pause", icon=":material/pause:", on_click=act, args=(runs.pause, info, True))
+            elif info.status == "paused":
+                st.button("Resume", icon=":material/play_arrow:", on_click=act, args=(runs.pause, info, False))
+            if info.live:
+                st.button("Stop", icon=":material/stop:", on_click=act, args=(runs.stop, info))
+            elif info.status in RESUMABLE:
+                st.button("Resume", icon=":material/play_arrow:", on_click=act, args=(runs.resume, info),
+                          help="Carry it on in the same folder to its planned epochs.")
+    if info.status in ("finished",):
+        st.success(f"{info.message} Test accuracy **{info.test_accuracy:.1%}**." if info.test_accuracy is not None
+                   else info.message, icon=":material/check_circle:")
+    elif info.status in ("diverged", "failed", "interrupted"):
+        st.error(info.message, icon=":material/error:")
+    elif info.status == "stopped":
+        st.info(info.message, icon=":material/stop_circle:")
+    live_panel.show(info, serving())
+
+
+def _choose(run_id: str) -> None:
+    st.session_state[CURRENT] = run_id
+
+
+def runs_section() -> None:
+    """Your runs: redrawn every 2 s while one of them is waiting or training."""
+    mine = runs.my_runs()
+    every = 2.0 if any(i.live for i in mine) else None
+
+    @st.fragment(run_every=every)
+    def body():
+        mine = runs.my_runs()
+        st.subheader(":material/compare: Your runs", divider="gray")
+        if not mine:
+            st.caption("Every run you start, and every checkpoint you upload, is kept here (on the server's disk) "
+                       "to compare: e.g. classic against modern, or kernel 3 against 5.")
+            return
+        if any(i.live for i in mine) != (every is not None):
+            st.rerun()  # a run started or ended: the whole page, once (its panel, its buttons)
+        st.dataframe(runs.runs_table(mine), hide_index=True)
+        names = {i.id: i.name for i in mine}
+        seen = st.session_state.setdefault("train.overlay_seen", set())
+        chosen = [r for r in st.session_state.get("train.overlay", []) if r in names]
+        chosen += [r for r in names if r not in seen][:OVERLAY_MAX - len(chosen)]  # new runs join the overlay
+        seen.update(names)
+        st.session_state["train.overlay"] = chosen[:OVERLAY_MAX]
+        picked = st.pills("Overlay", list(names), selection_mode="multi", key="train.overlay",
+                          format_func=names.get, help=f"The runs whose curves are drawn together (at most "
+                                                      f"{OVERLAY_MAX}).")[:OVERLAY_MAX]
+        by_id = {i.id: i for i in mine}
+        st.plotly_chart(curves.overlay_figure([(by_id[r].name, Run(by_id[r].path).live()) for r in picked]),
+                        theme="streamlit", key="train.overlay_chart", config={"displayModeBar": False})
+        actions(mine)
+
+    body()
+
+
+def actions(mine: list[RunInfo]) -> None:
+    by_id = {i.id: i for i in mine}
+    c1, c2 = st.columns([2, 3], vertical_alignment="bottom")
+    picked = c1.selectbox("Run", list(by_id), format_func=lambda r: by_id[r].name, key="train.picked")
+    info = by_id[picked]
+    with c2.container(horizontal=True):
+        st.button("Show above", icon=":material/visibility:", on_click=_choose, args=(info.id,))
+        if info.live:
+            st.button("Stop it", icon=":material/stop:", on_click=act, args=(runs.stop, info), key="train.stop_picked")
+        elif info.status in RESUMABLE:
+            st.button("Resume it", icon=":material/play_arrow:", on_click=act, args=(runs.resume, info),
+                      key="train.resume_picked")
+        if (info.path / "checkpoint.pt").exists():
+            st.download_button("Download", data=lambda: export_checkpoint(Run(info.path)), icon=":material/download:",
+                               file_name=f"lenet-{session.clean_name(info.name).replace(' ', '')[:60]}.pt",
+                               mime="application/octet-stream", on_click="ignore",
+                               help="Weights, settings and curves in one .pt file: upload it here to continue it, "
+                                    "or train it on with `lenet`.")
+        with st.popover("Rename or delete", icon=":material/edit:"):
+            new = st.text_input("New name", value=info.name, max_chars=session.NAME_MAX, key=f"train.name.{info.id}")
+            st.button("Rename", on_click=act, args=(runs.rename, info, new))
+            st.button("Delete this run", type="primary", disabled=info.live, on_click=act, args=(runs.delete, info),
+                      help="Removes its folder from the server for good." if not info.live else "Stop it first.")
+
+
+__all__ = ["LIVE", "current", "panel", "runs_section"]

@@ -1,0 +1,53 @@
+"""Class: every run on the server for the lecturer, a leaderboard, and a stop for any run."""
+import streamlit as st
+
+from lenet_app import classroom, runs, session
+from lenet_core.model import ACTIVATIONS, POOLINGS
+from lenet_core.train import OPTIMIZERS
+
+st.title("Class")
+if not session.is_lecturer():
+    st.markdown("The runs of everyone on this server. For the lecturer: enter the token the server was started "
+                "with (`LENET_LECTURER_TOKEN`).")
+    with st.form("sign_in"):
+        token = st.text_input("Lecturer token", type="password")
+        if st.form_submit_button("Open the class view") and not session.sign_in(token):
+            st.error("That is not this server's lecturer token.")
+    if not session.is_lecturer():
+        st.stop()
+    st.rerun()
+
+FILTERS = {"activation": ACTIVATIONS, "pooling": POOLINGS, "optimizer": OPTIMIZERS}
+
+
+@st.fragment(run_every=3)
+def room():
+    infos = classroom.everyone()
+    live = sum(i.live for i in infos)
+    st.caption(f"{len(infos)} runs by {len(classroom.names(infos)) - 1} students; {live} waiting or training. "
+               "Click a column's name to sort; tick runs to stop them.")
+    table = classroom.rows(infos)
+    picked = st.dataframe(table, hide_index=True, key="class.table", on_select="rerun", selection_mode="multi-row",
+                          column_order=("student", "run", "activation", "status", "live", "epochs", "accuracy"),
+                          column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
+                                         "live": st.column_config.CheckboxColumn()})
+    chosen = [infos[i] for i in picked.selection.rows if i < len(infos)]
+    if st.button(f"Stop {len(chosen)} selected run{'s' * (len(chosen) != 1)}", icon=":material/stop:",
+                 disabled=not any(i.live for i in chosen)):
+        for info in chosen:
+            runs.stop(info)
+        st.toast(f"Asked {sum(i.live for i in chosen)} runs to stop.")
+
+    st.subheader(":material/trophy: Leaderboard", divider="gray")
+    c1, c2 = st.columns(2)
+    setting = c1.selectbox("Best accuracy with", list(FILTERS), key="class.setting", persist_state="session")
+    value = c2.selectbox("equal to", [classroom.ANY, *FILTERS[setting]], key=f"class.value.{setting}",
+                         persist_state="session")
+    board = classroom.leaderboard(infos, setting, value)
+    if board:
+        st.dataframe(board, hide_index=True, column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+    else:
+        st.caption("No finished run matches yet.")
+
+
+room()
