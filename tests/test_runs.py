@@ -13,7 +13,8 @@ from lenet_core.checkpoint import Checkpoint
 from lenet_core.model import preset
 from lenet_core.runs import Run, describe, list_runs, process_alive, queue, this_process
 from lenet_core.train import EpochMetrics, TrainConfig, build_model
-from lenet_core.worker import LossCurve, train_run
+from lenet_core.runs import LossCurve
+from lenet_core.worker import train_run
 from synthetic import synthetic_idx
 
 SMALL = preset("modern").replace(conv_channels=(4, 8), dense_widths=(32,))
