@@ -25,7 +25,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lenet_core.data import load_dataset  # noqa: E402
 from lenet_core.model import preset  # noqa: E402
-from lenet_core.train import Trainer, TrainConfig, build_model, make_optimizer  # noqa: E402
+from lenet_core.fastpath import for_training  # noqa: E402
+from lenet_core.train import TrainConfig, as_input, build_model, make_optimizer  # noqa: E402
 
 
 class OpTimer(TorchDispatchMode):
@@ -56,17 +57,16 @@ def main(argv=None):
 
     config = TrainConfig(model=preset(args.preset), batch_size=args.batch_size, device="cpu")
     data = load_dataset("fashion-mnist", args.data_dir)
-    trainer = Trainer(config)
-    fmt = trainer.memory_format  # the layout the engine trains in on this device
-    model = build_model(config).to(memory_format=fmt).train()
+    model = build_model(config).train()
+    net, fmt = for_training(model, torch.device("cpu"))  # what the trainer steps through, in its layout
     optimizer = make_optimizer(config, model.parameters())
     order = torch.randperm(len(data.train_images), generator=torch.Generator().manual_seed(0))
     b = args.batch_size
 
     def step(i: int):
         idx = order[(i * b) % (len(order) - b):][:b]
-        x, y = trainer.batch(data, idx)  # the engine's own batch, in its layout
-        loss = F.cross_entropy(model(x), y)
+        x = as_input(data.train_images.index_select(0, idx)).contiguous(memory_format=fmt)
+        loss = F.cross_entropy(net(x), data.train_labels.index_select(0, idx))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lenet_core.data import SPLIT_FILES, find_local, load_dataset  # noqa: E402
-from lenet_core.model import forward_flops, plain_torch, preset  # noqa: E402
-from lenet_core.train import Trainer, TrainConfig, build_model, keep_freed_memory, resolve_device  # noqa: E402
+from lenet_core.fastpath import keep_freed_memory  # noqa: E402
+from lenet_core.model import preset  # noqa: E402
+from lenet_core.train import Trainer, TrainConfig, build_model, resolve_device  # noqa: E402
 
 
 def torchvision_root(data_dir) -> Path:
@@ -103,7 +104,7 @@ def main(argv=None):
     data = load_dataset("fashion-mnist", args.data_dir)
 
     # The chapter's side is built from torch.nn's own modules only: no lenet_core fast path.
-    chapter_model = plain_torch(build_model(config)).to(device)
+    chapter_model = build_model(config).to(device)  # model.py's network: torch.nn's modules only
     chapter_opt = torch.optim.SGD(chapter_model.parameters(), lr=config.lr)
     engine_model = build_model(config)
     print(f"device {device}  threads {torch.get_num_threads()}  preset {args.preset}  "
@@ -117,7 +118,7 @@ def main(argv=None):
     shutil.rmtree(root, ignore_errors=True)
 
     c, e = statistics.median(chapter), statistics.median(engine)
-    train_flops = 3 * forward_flops(config.model)  # forward + backward (about 2x forward)
+    train_flops = 3 * 2 * config.model.counts()[1]  # multiply-adds x2, forward + backward (about 2x forward)
     peak = peak_flops(device)
     print(f"chapter median {c:.0f} samples/s, engine median {e:.0f} samples/s")
     print(f"engine compute {e * train_flops / 1e9:.2f} GFLOP/s of {peak / 1e9:.1f} GFLOP/s matmul peak "

@@ -124,8 +124,9 @@ class LocalPool(Executor):
         ctx = mp.get_context("spawn")
         self._ctx, self.jobs, self.events, self.shutdown_event = ctx, ctx.Queue(), ctx.Queue(), ctx.Event()
         n = self.per_device * len(self.devices)
-        # On the CPU the workers share the cores; a GPU worker needs few CPU threads.
-        self.threads = max(1, _cores() // n) if self.devices == ["cpu"] else 1
+        # On the CPU the workers share the cores (unless OMP_NUM_THREADS says); a GPU worker needs few.
+        self.threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or (
+            max(1, _cores() // n) if self.devices == ["cpu"] else 1)
         self.procs: list = [None] * n
         self.current: dict[int, str] = {}
         self.ready: set[int] = set()
