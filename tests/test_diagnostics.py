@@ -49,7 +49,7 @@ def test_reports_every_activation_layer_with_the_same_keys():
         health = layer_health(model_of(activation), torch.rand(3, 1, 28, 28))
         assert list(health) == ACT_LAYERS
         for row in health.values():
-            assert set(row) == {"activation", "saturated", "dead", "mean", "slope"}
+            assert set(row) == {"activation", "saturated", "dead", "mean", "spread", "slope"}
             assert row["activation"] == activation
             assert (row["saturated"] is None) == (activation == "relu")
             assert (row["dead"] is None) == (activation != "relu")
@@ -64,7 +64,7 @@ def test_sigmoid_saturation_of_all_of_none_and_of_a_hand_counted_share():
 
     centre_tap_only(model, 0.0, [0.0] * 6)           # z = 0: the steepest point
     row = layer_health(model, images)["conv1_act"]
-    assert row["saturated"] == 0.0
+    assert row["saturated"] == 0.0 and row["spread"] == 0.0   # every image gives the same output
     assert row["mean"] == pytest.approx(0.5) and row["slope"] == pytest.approx(0.25)
 
     # Channels 0-4: z = 10 * pixel, so a pixel of 255 gives z = 10 (flat), 102 gives 4.0 (flat,
@@ -110,6 +110,9 @@ def test_relu_dead_units_need_zero_for_every_image():
     lit = 12 + 16 - 4                                       # pixels lit in a or b
     assert row["dead"] == pytest.approx(5 * (784 - lit) / (6 * 784))
     assert row["slope"] == pytest.approx((5 * (12 + 16) + 2 * 784) / (6 * 2 * 784))   # share of z > 0
+    # Spread: a unit lit in one image only has outputs (0.5, 0) in channels 0-4 and (1.5, 0.5) in
+    # channel 5, a standard deviation of 0.25 and 0.5; 8 + 12 such units per channel, the rest 0.
+    assert row["spread"] == pytest.approx((5 * 20 * 0.25 + 20 * 0.5) / (6 * 784))
 
 
 def test_does_not_touch_the_model():
