@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from lenet_core.activations import activations
-from lenet_core.data import load_dataset, synthetic_idx
+from lenet_core.data import load_dataset
+from synthetic import synthetic_idx
 from lenet_core.model import LeNet, ModelConfig
 from lenet_core.probes import (DEFAULT_BUDGET_BYTES, MIN_FRAMES, ProbeRecorder, load_probes, probe_set)
 from lenet_core.train import as_input
