@@ -11,6 +11,7 @@ from .server import serving
 
 CURRENT = "train.current"
 OVERLAY_MAX = 8
+REFRESH_S = 3.0
 
 
 def current(mine: list[RunInfo]) -> RunInfo | None:
@@ -57,10 +58,23 @@ def _choose(run_id: str) -> None:
     st.session_state[CURRENT] = run_id
 
 
+def _overview(mine: list[RunInfo]) -> tuple[list[dict], dict]:
+    """The table's rows and the overlay's runs, remade only when a run's status or epochs change:
+    between two epochs a rerun sends the browser the same table and figure, which it keeps as they
+    are instead of drawing them again."""
+    signature = tuple((i.id, i.name, i.status, i.epochs_done) for i in mine)
+    cached = st.session_state.get("train.overview")
+    if cached is None or cached[0] != signature:
+        lives = {i.id: Run(i.path).live() for i in mine[:OVERLAY_MAX * 4]}
+        cached = (signature, runs.runs_table(mine), lives)
+        st.session_state["train.overview"] = cached
+    return cached[1], cached[2]
+
+
 def runs_section() -> None:
-    """Your runs: redrawn every 2 s while one of them is waiting or training."""
+    """Your runs: refreshed every few seconds while one of them is waiting or training."""
     mine = runs.my_runs()
-    every = 2.0 if any(i.live for i in mine) else None
+    every = REFRESH_S if any(i.live for i in mine) else None
 
     @st.fragment(run_every=every)
     def body():
@@ -72,7 +86,8 @@ def runs_section() -> None:
             return
         if any(i.live for i in mine) != (every is not None):
             st.rerun()  # a run started or ended: the whole page, once (its panel, its buttons)
-        st.dataframe(runs.runs_table(mine), hide_index=True)
+        table, lives = _overview(mine)
+        st.dataframe(table, hide_index=True)
         names = {i.id: i.name for i in mine}
         seen = st.session_state.setdefault("train.overlay_seen", set())
         chosen = [r for r in st.session_state.get("train.overlay", []) if r in names]
@@ -82,8 +97,7 @@ def runs_section() -> None:
         picked = st.pills("Overlay", list(names), selection_mode="multi", key="train.overlay",
                           format_func=names.get, help=f"The runs whose curves are drawn together (at most "
                                                       f"{OVERLAY_MAX}).")[:OVERLAY_MAX]
-        by_id = {i.id: i for i in mine}
-        st.plotly_chart(curves.overlay_figure([(by_id[r].name, Run(by_id[r].path).live()) for r in picked]),
+        st.plotly_chart(curves.overlay_figure([(names[r], lives.get(r) or {}) for r in picked]),
                         theme="streamlit", key="train.overlay_chart", config={"displayModeBar": False})
         actions(mine)
 

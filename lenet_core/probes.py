@@ -86,7 +86,7 @@ def probe_set(data: ImageData, per_class: int = 2) -> tuple[torch.Tensor, torch.
 
 def _conv_shapes(config: ModelConfig) -> list[tuple[str, tuple[int, int, int]]]:
     """(conv layer name, its post-activation (C, H, W)) for every conv layer."""
-    return [(name[:-4], shape) for name, shape in config.validate()
+    return [(name[:-4], shape) for name, shape in config.layer_shapes()
             if name.startswith("conv") and name.endswith("_act")]
 
 

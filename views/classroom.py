@@ -25,18 +25,19 @@ def room():
     infos = classroom.everyone()
     live = sum(i.live for i in infos)
     st.caption(f"{len(infos)} runs by {len(classroom.names(infos)) - 1} students; {live} waiting or training. "
-               "Click a column's name to sort; tick runs to stop them.")
-    table = classroom.rows(infos)
-    picked = st.dataframe(table, hide_index=True, key="class.table", on_select="rerun", selection_mode="multi-row",
-                          column_order=("student", "run", "activation", "status", "live", "epochs", "accuracy"),
-                          column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
-                                         "live": st.column_config.CheckboxColumn()})
-    chosen = [infos[i] for i in picked.selection.rows if i < len(infos)]
-    if st.button(f"Stop {len(chosen)} selected run{'s' * (len(chosen) != 1)}", icon=":material/stop:",
-                 disabled=not any(i.live for i in chosen)):
-        for info in chosen:
-            runs.stop(info)
-        st.toast(f"Asked {sum(i.live for i in chosen)} runs to stop.")
+               "Click a column's name to sort it.")
+    st.dataframe(classroom.rows(infos), hide_index=True, key="class.table",
+                 column_order=("student", "run", "activation", "status", "live", "epochs", "accuracy"),
+                 column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
+                                "live": st.column_config.CheckboxColumn()})
+    live_ones = {i.id: i for i in infos if i.live}
+    who = classroom.names(infos)
+    chosen = st.multiselect("Runs to stop", list(live_ones), key="class.stop",
+                            format_func=lambda r: f"{who[live_ones[r].owner]}: {live_ones[r].name}")
+    if st.button(f"Stop {len(chosen)} run{'s' * (len(chosen) != 1)}", icon=":material/stop:", disabled=not chosen):
+        for run_id in chosen:
+            runs.stop(live_ones[run_id])
+        st.toast(f"Asked {len(chosen)} run{'s' * (len(chosen) != 1)} to stop.")
 
     st.subheader(":material/trophy: Leaderboard", divider="gray")
     c1, c2 = st.columns(2)
