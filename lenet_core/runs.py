@@ -338,6 +338,19 @@ class Run:
                 pass
         return [EpochMetrics(**r) for r in rows]
 
+    def health(self) -> list[dict]:
+        """The layer health readings (recording.Health), in step order."""
+        rows = []
+        try:
+            for line in (self.path / "health.jsonl").read_text().splitlines():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    break
+        except OSError:
+            pass
+        return rows
+
     def live(self) -> dict:
         return _read_json(self.path / "live.json", {}) or {}
 
@@ -419,6 +432,8 @@ class Run:
         atomic_write(self.path / "steps.csv", lambda f: f.write(lines.encode()))
         epochs = "".join(json.dumps(m.to_dict()) + "\n" for m in self.epochs() if m.epoch <= epoch)
         atomic_write(self.path / "epochs.jsonl", lambda f: f.write(epochs.encode()))
+        health = "".join(json.dumps(r) + "\n" for r in self.health() if r.get("step", 0) <= step)
+        atomic_write(self.path / "health.jsonl", lambda f: f.write(health.encode()))
 
     def write_live(self, live: dict) -> None:
         _write_json(self.path / "live.json", live)

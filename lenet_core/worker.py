@@ -9,6 +9,7 @@ import traceback
 
 from .checkpoint import Checkpoint, CheckpointError
 from .data import DataUnavailableError, ImageData, load_dataset
+from .recording import recorders
 from .runs import HEARTBEAT_S, LossCurve, Run, this_process
 from .settings import ConfigError
 from .train import Callback, EpochMetrics, FitResult, Trainer, TrainState, build_model, device_label, resolve_device
@@ -73,8 +74,8 @@ class RunRecorder(Callback):
     """Writes a training run into its folder as it goes: steps and live curve every LIVE_EVERY_S,
     epochs and an atomic checkpoint at each epoch's end, the status at every change."""
 
-    def __init__(self, run: Run, data: ImageData, control: FolderControl, curve: LossCurve):
-        self.run, self.data, self.control, self.curve = run, data, control, curve
+    def __init__(self, run: Run, data: ImageData, control: FolderControl, curve: LossCurve, health=None):
+        self.run, self.data, self.control, self.curve, self.health = run, data, control, curve, health
         self.pending: list[tuple[int, list[float]]] = []
         self.epochs = [m.to_dict() for m in run.epochs()]
         self.last_flush = 0.0
@@ -148,7 +149,8 @@ class RunRecorder(Callback):
         train_s = now - self.t0 - paused
         done_here = self.step - self.steps_at_start
         rate = done_here * self.config.batch_size / train_s if train_s > 0 and done_here else None
-        self.run.write_live({"curve": self.curve.to_dict(), "epochs": self.epochs, "updated": time.time()})
+        self.run.write_live({"curve": self.curve.to_dict(), "epochs": self.epochs, "updated": time.time(),
+                             "health": self.health.live() if self.health else []})
         self.run.set_status(self.status, message, steps_done=self.step, train_seconds=train_s,
                             samples_per_s=rate, **fields)
 
@@ -157,10 +159,11 @@ class RunRecorder(Callback):
 
 
 def train_run(run_dir, *, data_dir=None, callbacks=(), stop_event: threading.Event | None = None,
-              executor: str = "inline", sync_every: int | None = None) -> str:
+              executor: str = "inline", sync_every: int | None = None, record: bool = True) -> str:
     """Train the run in `run_dir` to its planned epochs, from where it stands (a new run, a stopped
     or interrupted one, one continued from another run's weights); returns its final status.
-    Returns "busy" without touching it when another live process trains it."""
+    Returns "busy" without touching it when another live process trains it. With `record`, the run
+    also records its probes, layer health and TensorBoard scalars (recording.py)."""
     run = Run(run_dir)
     if not run.claim(executor):
         return "busy"
@@ -179,9 +182,10 @@ def train_run(run_dir, *, data_dir=None, callbacks=(), stop_event: threading.Eve
             run.truncate(state.step, state.epoch)  # what a killed trainer recorded after its checkpoint
         curve = LossCurve.of(*run.steps())
         control = FolderControl(run, stop_event)
-        recorder = RunRecorder(run, data, control, curve)
+        extra, health = recorders(run, data) if record else ([], None)
+        recorder = RunRecorder(run, data, control, curve, health)
         control.heartbeat = recorder.heartbeat
-        Trainer(config, [recorder, *callbacks], control, sync_every).fit(model, data, state)
+        Trainer(config, [*extra, recorder, *callbacks], control, sync_every).fit(model, data, state)
         return recorder.status
     except DataUnavailableError as e:
         run.set_status("failed", str(e), ended=time.time())
