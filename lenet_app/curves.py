@@ -81,12 +81,12 @@ def epoch_figures(epochs: list[EpochMetrics], total_epochs: int) -> tuple[dict, 
     return loss, acc
 
 
-def run_figures(live: dict, total_steps: int, total_epochs: int) -> dict[str, dict]:
+def run_figures(live: dict, total_steps: int, total_epochs: int, activation: str = "sigmoid") -> dict[str, dict]:
     """A run's panel charts by name, in page order, from its live.json."""
     epochs = [EpochMetrics(**e) for e in live.get("epochs", [])]
     loss, acc = epoch_figures(epochs, total_epochs)
     return {"loss-per-step": step_figure(live.get("curve", {}), total_steps), "loss-per-epoch": loss,
-            "val-accuracy": acc}
+            "val-accuracy": acc, **health_figures(live.get("health") or [], activation, total_steps)}
 
 
 def overlay_figure(runs: list[tuple[str, dict]]) -> dict:
@@ -121,3 +121,50 @@ def overlay_figure(runs: list[tuple[str, dict]]) -> dict:
         "yaxis2": {**loss_axis(*losses), "anchor": "x2", "automargin": True},
         "annotations": [panel_title("Validation accuracy", 0), panel_title("Smoothed loss per step", 0.55)],
         "legend": {"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0}}}
+
+
+def _by_layer(health: list[dict], field: str, key: str) -> dict[str, tuple[list, list]]:
+    """layer -> (steps, values) of one health field (readings where it is set)."""
+    out: dict[str, tuple[list, list]] = {}
+    for reading in health:
+        for layer, value in (reading.get(field) or {}).items():
+            value = value.get(key) if isinstance(value, dict) else value
+            if value is not None:
+                steps, values = out.setdefault(layer, ([], []))
+                steps.append(reading["step"])
+                values.append(value)
+    return out
+
+
+def _log_range(series) -> list[float]:
+    values = np.array([v for _, vs in series for v in vs if v and v > 0], dtype=float)
+    if not len(values):
+        return [-4.0, 1.0]
+    return [float(np.floor(np.log10(values.min()))), float(np.ceil(np.log10(values.max())) + 0.01)]
+
+
+def health_figures(health: list[dict], activation: str, total_steps: int) -> dict[str, dict]:
+    """Why a network learns slowly, per layer, as it trains (recording.Health's readings): the
+    share of units in the activation's flat tails (sigmoid, tanh) or dead (ReLU), how much each
+    layer's outputs differ from one probe image to another, and the size of each layer's gradient."""
+    xaxis = {"title": {"text": "step"}, "range": [0, max(total_steps, health[-1]["step"] if health else 1)]}
+    key, what = ("dead", "Dead units (ReLU)") if activation == "relu" else ("saturated", "Saturated units")
+    units = _by_layer(health, "layers", key)
+    spread = _by_layer(health, "layers", "spread")
+    grads = _by_layer(health, "grad", "")
+    lines = lambda series, fmt=None: [{"type": "scatter", "x": s, "y": v, "name": name.removesuffix("_act"),
+                                       "mode": "lines", "line": {"color": PALETTE[i % len(PALETTE)], "width": 2},
+                                       "legendgroup": name.removesuffix("_act")}
+                                      for i, (name, (s, v)) in enumerate(series.items())]
+    return {
+        "units": _figure(lines(units), what, xaxis, {"title": {"text": "share of units"}, "tickformat": ".0%",
+                                                     "range": [0, 1]}, margin=EPOCH_MARGIN,
+                         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0}),
+        "spread": _figure(lines(spread), "Difference between images", xaxis,
+                          {"title": {"text": "spread (log)"}, "type": "log", "range": _log_range(spread.values())},
+                          margin=EPOCH_MARGIN, showlegend=False),
+        "gradients": _figure(lines(grads), "Gradient size per layer", xaxis,
+                             {"title": {"text": "weight gradient (log)"}, "type": "log",
+                              "range": _log_range(grads.values())}, margin=EPOCH_MARGIN,
+                             legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0}),
+    }

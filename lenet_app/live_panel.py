@@ -41,6 +41,12 @@ HTML = """
     <div class="lenet-chart" data-chart="loss-per-epoch"></div>
     <div class="lenet-chart" data-chart="val-accuracy"></div>
   </div>
+  <div class="lenet-health-title">Inside the network: each layer, measured on the probe images every 50 steps</div>
+  <div class="lenet-chart-row lenet-health">
+    <div class="lenet-chart" data-chart="units"></div>
+    <div class="lenet-chart" data-chart="spread"></div>
+    <div class="lenet-chart" data-chart="gradients"></div>
+  </div>
 </div>
 """
 
@@ -107,7 +113,8 @@ def themed(figure: dict, name: str) -> dict:
 
 def figures_of(info: RunInfo, live: dict) -> dict[str, dict]:
     total = info.total_steps or info.steps_done
-    return {name: themed(fig, name) for name, fig in curves.run_figures(live, total, info.config.epochs).items()}
+    figures = curves.run_figures(live, total, info.config.epochs, info.config.model.activation)
+    return {name: themed(fig, name) for name, fig in figures.items()}
 
 
 def payload(info: RunInfo, live: dict) -> str:
@@ -164,3 +171,5 @@ def show(info: RunInfo, serving: bool) -> None:
     c1, c2 = st.columns(2)
     c1.plotly_chart(figures["loss-per-epoch"], theme="streamlit", key="panel-loss-per-epoch")
     c2.plotly_chart(figures["val-accuracy"], theme="streamlit", key="panel-val-accuracy")
+    for col, name in zip(st.columns(3), ("units", "spread", "gradients")):
+        col.plotly_chart(figures[name], theme="streamlit", key=f"panel-{name}")

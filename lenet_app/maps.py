@@ -267,3 +267,8 @@ def kernel_tiles(weights: np.ndarray, cell_px: int = 14) -> go.Figure:
         yaxis=dict(tickvals=centres[:c_out], ticktext=[f"out {o + 1}" for o in range(c_out)],
                    autorange="reversed", scaleanchor="x", showgrid=False, zeroline=False, constrain="domain"))
     return fig
+
+
+def run_single_threaded(fn, *args, **kwargs):
+    """fn(*args) in the one-thread inference worker (see _single_threaded), e.g. an attribution."""
+    return _single_threaded().submit(fn, *args, **kwargs).result()

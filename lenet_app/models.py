@@ -40,7 +40,7 @@ class ModelEntry:
     source: str                     # shipped | run
     metrics: dict = field(default_factory=dict)
     note: str = ""                  # what a shipped model is, said in place of data set and accuracy
-    path: Path | None = None        # a run's folder
+    path: Path | None = None        # the run folder it comes from
 
     @property
     def is_digits(self) -> bool:
@@ -70,7 +70,7 @@ def shipped_models() -> dict[str, ModelEntry]:
         except CheckpointError:
             continue
         out[f"shipped:{folder}"] = ModelEntry(f"shipped:{folder}", name, _read_only(ckpt.model), ckpt.dataset,
-                                              ckpt.classes, "shipped", ckpt.metrics, note)
+                                              ckpt.classes, "shipped", ckpt.metrics, note, MODELS_DIR / folder)
     return out
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from lenet_core.data import DATASETS
 from lenet_core.runs import LIVE, RESUMABLE, Run, RunInfo, export_checkpoint
 
-from . import curves, live_panel, runs, session
+from . import curves, live_panel, runs, scrubber, session
 from .server import serving
 
 CURRENT = "train.current"
@@ -52,6 +53,19 @@ def panel(info: RunInfo) -> None:
     elif info.status == "stopped":
         st.info(info.message, icon=":material/stop_circle:")
     live_panel.show(info, serving())
+    with st.expander("Epoch by epoch: the filters and maps as they form", icon=":material/slow_motion_video:"):
+        replay(info)
+
+
+def replay(info: RunInfo) -> None:
+    """The scrubber of the run on show, following its new epochs while it trains."""
+
+    @st.fragment(run_every=REFRESH_S if info.live else None)
+    def body():
+        if not scrubber.show(info.path, DATASETS[info.config.dataset][2], key="train.scrub", width_px=700):
+            st.caption("Nothing recorded yet: the first frame is written when the run starts.")
+
+    body()
 
 
 def _choose(run_id: str) -> None:

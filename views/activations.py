@@ -1,189 +1,32 @@
 """What the conv layers respond to: every channel's map for a test image, a class average or a drawing,
-and two inputs compared side by side (the chapter's exercise 3: sweaters vs coats)."""
-import random
-
-import numpy as np
+two inputs compared side by side (the chapter's exercise 3: sweaters vs coats), and a run replayed
+epoch by epoch."""
 import streamlit as st
 
-from lenet_app import maps, models
-from lenet_app.datasets import get_data, missing_data_markdown
-from lenet_core.preprocess import image_to_tensor
-from lenet_core.train import as_input
+from lenet_app import activation_views as views
+from lenet_app import models
+from lenet_app.datasets import get_data
 
 st.title("Activations")
 st.caption("Exercise 3 of the LeNet chapter: display the activations of the first and second layer "
            "for different inputs, e.g. sweaters (pullovers) and coats.")
-ss = st.session_state
-SOURCES = ("Test image", "Random test image", "Average of N test images", "Current drawing")
-DEFAULT_PAIRS = {"fashion-mnist": ("Pullover", "Coat"), "mnist": ("4", "9")}
+views.honour_request(models.available_models(), get_data)
 
-
-def set_choice(key, options, default):
-    """Give widget `key` a valid value before it is drawn (options change with the model)."""
-    if ss.get(key) not in options:
-        ss[key] = default
-
-
-# The Evaluate page opens one of its test images here through this request; honour it once.
-request = ss.pop("activations_request", None)
-if request:
-    keys = {e.key: e for e in models.available_models()}
-    req_entry = keys.get(request.get("model_key"))
-    req_data, req_error = get_data(request.get("dataset", req_entry.dataset if req_entry else "mnist"))
-    if req_entry is None:
-        st.warning(f"The model {request.get('model_key')!r} sent from Evaluate is no longer available.")
-    elif req_data is None:
-        st.warning(req_error)
-    else:
-        idx = int(request["index"])
-        label = int(req_data.test_labels[idx])
-        ss.update(model=req_entry.key, act_view="One input", act_a_source="Test image",
-                  act_a_class=req_entry.classes[label],
-                  act_a_index=int((req_data.test_indices_of(label) == idx).nonzero()[0, 0]))
-
-c_model, c_view = st.columns([2, 1.2])
+c_model, c_view, c_display = st.columns([2.2, 2.4, 0.8], vertical_alignment="bottom")
 with c_model:
     entry = models.picker()
 if entry is None:
     st.stop()
-data, data_error = get_data(entry.dataset)
-classes = list(entry.classes)
 with c_view:
-    set_choice("act_view", ("One input", "Compare two inputs"), "One input")
-    view = st.radio("View", ("One input", "Compare two inputs"), key="act_view", horizontal=True)
+    views.set_choice("act_view", views.VIEWS, views.VIEWS[0])
+    view = st.segmented_control("View", views.VIEWS, key="act_view", required=True)
+with c_display:
+    display = views.display_options()
 
-c_stage, c_scale, c_filters = st.columns([2, 1.6, 1])
-with c_stage:
-    set_choice("act_stage", maps.STAGES, "post-activation")
-    stage = st.radio("Layer output", maps.STAGES, key="act_stage", horizontal=True,
-                     help="pre-activation: the convolution's raw output; post-activation: after the "
-                          "activation function; pooled: after pooling (the next layer's input).")
-with c_scale:
-    set_choice("act_scale", ("One for all maps", "One per map"), "One for all maps")
-    per_map = st.radio("Colour scale", ("One for all maps", "One per map"), key="act_scale", horizontal=True,
-                       help="One per map shows the pattern inside weak maps, but hides which maps are strong."
-                       ) == "One per map"
-with c_filters:
-    show_filters = st.toggle("Show filters", value=True, key="act_filters", disabled=view != "One input",
-                             help="Each map's filter drawn above it (in the One input view).")
-
-
-def pick_input(side: str, default_class: str):
-    """Widgets for one input; returns (images (N,1,28,28) float, caption, true label or None) or None."""
-    has_drawing = ss.get("draw_image") is not None
-    set_choice(f"act_{side}_source", SOURCES, SOURCES[0] if data is not None or not has_drawing else SOURCES[3])
-    source = st.radio("Input", SOURCES, key=f"act_{side}_source", horizontal=True,
-                      label_visibility="collapsed")
-    if source == "Current drawing":
-        if not has_drawing:
-            st.info("Nothing drawn yet: draw something on the Draw page, then come back.")
-            st.page_link("views/draw.py", label="Go to Draw", icon=":material/draw:")
-            return None
-        return image_to_tensor(ss["draw_image"]), "your drawing from the Draw page", None
-    if data is None:
-        st.warning("Test images need the data set the model was trained on.\n\n" + missing_data_markdown(data_error))
-        return None
-    if source == "Random test image":
-        if st.button("Another random image", key=f"act_{side}_reroll") or f"act_{side}_random" not in ss:
-            ss[f"act_{side}_random"] = random.randrange(len(data.test_labels))
-        idx = ss[f"act_{side}_random"] % len(data.test_labels)
-        label = int(data.test_labels[idx])
-        return as_input(data.test_images[idx:idx + 1]), f"test image #{idx}, a {classes[label]}", label
-    set_choice(f"act_{side}_class", classes, default_class if default_class in classes else classes[0])
-    name = st.selectbox("Class", classes, key=f"act_{side}_class")
-    label = classes.index(name)
-    indices = data.test_indices_of(label)
-    if len(indices) == 0:
-        st.warning(f"The test set has no {name} images.")
-        return None
-    if source == "Average of N test images":
-        n = (st.slider("N images", 1, min(200, len(indices)), min(50, len(indices)), key=f"act_{side}_n")
-             if len(indices) > 1 else 1)
-        return (as_input(data.test_images[indices[:n]]),
-                f"the mean of the first {n} {name} test images (maps averaged too)", label)
-    if ss.get(f"act_{side}_index", 0) >= len(indices):
-        ss[f"act_{side}_index"] = len(indices) - 1
-    pos = st.number_input(f"Index among the {len(indices)} {name} images", 0, len(indices) - 1,
-                          key=f"act_{side}_index")
-    idx = int(indices[pos])
-    return as_input(data.test_images[idx:idx + 1]), f"test image #{idx}, a {name}", label
-
-
-def show_input(x, caption, label, probs):
-    st.image(maps.upscale(x.mean(dim=0)[0].numpy(), 5), width=140, clamp=True)
-    pred = probs.argmax(axis=1)
-    if len(x) == 1:
-        verdict = f"model says **{classes[pred[0]]}** ({probs[0, pred[0]]:.0%})"
-    else:
-        verdict = f"model right on {int((pred == label).sum())} of {len(x)}"
-    st.caption(f"Input: {caption}; {verdict}.")
-
-
-def colour_note(diverging: bool, shared_by: str = "all maps of the layer") -> str:
-    scale = "each map has its own colour range" if per_map else f"one colour range for {shared_by}"
-    colours = ("red = positive, blue = negative, white = 0" if diverging
-               else "dark purple = low, yellow = high")
-    return f"Colours: {colours}; {scale}"
-
-
-layers = maps.conv_layers(entry.model)
+data, data_error = get_data(entry.dataset)
 if view == "One input":
-    st.subheader("Input", divider="gray")
-    picked = pick_input("a", DEFAULT_PAIRS.get(entry.dataset, classes[:1] * 2)[0])
-    if picked is None:
-        st.stop()
-    x, caption, label = picked
-    acts, probs = maps.forward(entry.model, x)
-    show_input(x, caption, label, probs)
-    for layer in layers:
-        m = maps.stage_maps(acts, layer, stage)
-        div = maps.diverging_for(stage, m)
-        filters, filter_note = maps.filter_summary(entry.model, layer) if show_filters else (None, "")
-        ncols = maps.grid_shape(m.shape[0], 8)[1]
-        st.subheader(f"conv{layer}: {m.shape[0]} maps of {m.shape[1]}x{m.shape[2]} ({stage})", divider="gray")
-        st.plotly_chart(maps.map_grid(m, filters=filters, per_map=per_map, diverging=div, ncols=ncols,
-                                      width_px=1000),
-                        theme="streamlit", config={"displayModeBar": False}, key=f"act_conv{layer}")
-        st.caption(f"{filter_note} {colour_note(div)}." + (" Filters: red = positive weight, blue = negative."
-                                                            if show_filters else ""))
-        w = entry.model.net.get_submodule(f"conv{layer}").weight
-        if show_filters and w.shape[1] > 1 and st.toggle(
-                f"Show every kernel of conv{layer} ({w.shape[0]} filters x {w.shape[1]} input channels)",
-                key=f"act_kernels{layer}"):
-            st.plotly_chart(maps.kernel_tiles(w.detach().cpu().numpy()), theme="streamlit",
-                            config={"displayModeBar": False}, key=f"act_kernel_tiles{layer}")
+    views.one_input(entry, data, data_error, display)
+elif view == "Compare two inputs":
+    views.compare(entry, data, data_error, display)
 else:
-    pair = DEFAULT_PAIRS.get(entry.dataset, tuple(classes[:2]))
-    col_a, col_b = st.columns(2, gap="large")
-    with col_a:
-        st.subheader("Input A", divider="gray")
-        a = pick_input("a", pair[0])
-    with col_b:
-        st.subheader("Input B", divider="gray")
-        b = pick_input("b", pair[1])
-    if a is None or b is None:
-        st.stop()
-    (xa, cap_a, la), (xb, cap_b, lb) = a, b
-    acts_a, probs_a = maps.forward(entry.model, xa)
-    acts_b, probs_b = maps.forward(entry.model, xb)
-    with col_a:
-        show_input(xa, cap_a, la, probs_a)
-    with col_b:
-        show_input(xb, cap_b, lb, probs_b)
-    for layer in layers:
-        ma, mb = maps.stage_maps(acts_a, layer, stage), maps.stage_maps(acts_b, layer, stage)
-        div = maps.diverging_for(stage, np.concatenate([ma, mb]))
-        both = (float(min(ma.min(), mb.min())), float(max(ma.max(), mb.max())))
-        ncols = maps.grid_shape(ma.shape[0], 4)[1]
-        st.subheader(f"conv{layer}: {ma.shape[0]} maps of {ma.shape[1]}x{ma.shape[2]} ({stage})", divider="gray")
-        for col, title, m, kw in zip(
-                st.columns(3), ("A", "B", "A − B (difference)"), (ma, mb, ma - mb),
-                (dict(diverging=div, value_range=both), dict(diverging=div, value_range=both),
-                 dict(diverging=True))):
-            with col:
-                st.markdown(f"**{title}**")
-                st.plotly_chart(maps.map_grid(m, per_map=per_map, ncols=ncols, width_px=320, **kw),
-                                theme="streamlit", config={"displayModeBar": False},
-                                key=f"act_cmp{layer}_{title[:2]}")
-        st.caption(f"{colour_note(div, 'all maps of A and B, so they compare directly')}. "
-                   "Difference: red where A responds more, blue where B does.")
+    views.epochs(entry)

@@ -7,7 +7,7 @@ _t0 = time.perf_counter()  # the page's server time, for the latency benchmark (
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from lenet_app import maps, models
+from lenet_app import attribution_view, maps, models, probe_inputs
 from lenet_core.preprocess import digit_from_rgba, image_to_tensor
 
 st.title("Draw")
@@ -74,6 +74,14 @@ elif entry is not None:  # (without a model, model_picker has said so)
         st.markdown("**Probability of every class**")
         st.plotly_chart(maps.probability_bars(p, entry.classes), theme="streamlit",
                         config={"displayModeBar": False}, key="draw_bars")
+
+    st.subheader(f"Which pixels made it say {name}", divider="gray")
+    with st.container(horizontal=True, gap="large"):
+        with st.container(width=420):
+            attribution_view.show(entry.model, img, entry.classes, best, key="draw.attr")
+        with st.container(width="stretch"):
+            st.markdown("**Other inputs, and what the model makes of them**")
+            probe_inputs.show(entry.model, img, entry.classes)
 
     st.subheader("What the first conv layers see", divider="gray")
     st.caption("Each square is one channel's feature map after the activation function (one colour scale "

@@ -20,23 +20,28 @@ for col, (path, title, icon, what) in zip(st.columns(len(PAGES)), PAGES):
 
 EXERCISES = [
     ("Modernise LeNet: max pooling instead of average pooling, ReLU instead of sigmoid.",
-     "Pick the **modern** preset on Train, start it, and overlay it on a **classic** run under *Your runs*.",
-     "views/train.py", "Train"),
+     "Trains the chapter's **classic** LeNet-5 and the **modern** one from the same seed, overlaid on Train.",
+     "Train classic and modern", "classic_vs_modern"),
     ("Change the network's size: kernel size, channels, conv and dense layers, learning rate, init, epochs.",
-     "Each is a control on Train; the layer table shows the new shapes and parameter count before you start.",
-     "views/train.py", "Train"),
+     "Trains the modern LeNet with 3×3, 5×5 and 7×7 kernels, one after the other, overlaid on Train; every other "
+     "size is a control there (and a lecture scenario).", "Train a kernel sweep", "kernel_sweep"),
     ("Show the first and second conv layers' activations for different inputs, e.g. pullovers and coats.",
-     "On Activations, choose **Compare two inputs**: A, B and their difference, map by map.",
-     "views/activations.py", "Activations"),
+     "Opens Activations on a pullover and a coat, side by side, with their difference map by map.",
+     "Compare pullovers and coats", "pullovers_vs_coats"),
 ]
-st.markdown("##### The chapter's exercises, here")
-for i, (task, how, path, title) in enumerate(EXERCISES, 1):
-    c1, c2 = st.columns([5, 1], vertical_alignment="center")
-    c1.markdown(f"**{i}. {task}** {how}")
-    c2.page_link(path, label=title, icon=":material/arrow_forward:")
+st.markdown("##### The chapter's exercises, one click each")
+from lenet_app import exercises  # noqa: E402  (torch comes with it: after the text above is on screen)
 
-# Imported only now: torch comes with it (1.5-2 s on a cold start), and the text above is
-# already on screen while it loads.
+for i, (task, how, label, action) in enumerate(EXERCISES, 1):
+    c1, c2 = st.columns([4, 1.4], vertical_alignment="center")
+    c1.markdown(f"**{i}. {task}** {how}")
+    c2.button(label, key=f"home.ex{i}", on_click=getattr(exercises, action), icon=":material/play_arrow:",
+              width="stretch")
+if message := st.session_state.pop("home.message", None):
+    st.warning(message)
+if target := st.session_state.pop("home.go", None):
+    st.switch_page(target)
+
 from lenet_app.datasets import DATASET_LABELS, device_info, local_data_status  # noqa: E402
 from lenet_app.models import run_models, shipped_models  # noqa: E402
 col_device, col_data, col_models = st.columns(3, gap="large")
