@@ -32,43 +32,43 @@ c3.metric("Test loss", f"{ev.loss:.3f}")
 left, right = st.columns([2, 1], gap="large")
 with left:
     st.subheader("Confusion matrix")
-    st.caption("Rows: the true class. Columns: what the model said. The diagonal is correct; "
-               "every other number counts images mistaken for another class.")
-    st.plotly_chart(eval_view.confusion_figure(ev), key="confusion", config={"displayModeBar": False})
+    st.caption("Rows: the true class. Columns: what the model said. The diagonal is correct; every other "
+               "number counts images mistaken for another class. **Click a cell** to see its images below.")
+    eval_view.confusion_chart(ev)
 with right:
     st.subheader("Accuracy per class")
     st.caption("Share of each class's test images the model got right.")
     st.plotly_chart(eval_view.per_class_figure(ev), key="per_class", config={"displayModeBar": False})
 
-st.subheader("Mistakes")
-top = eval_view.top_confusions(ev)
-if top:
-    st.markdown("Most often confused: " + "; ".join(
-        f"**{ev.classes[t]}** taken for **{ev.classes[p]}** ({n} time{'s' * (n > 1)})" for t, p, n in top) + ".")
-if not len(mistakes):
+heading = st.container()  # filled once the filters say what the gallery shows
+true_class, predicted, order, seed = eval_view.gallery_filters(ev)
+correct = true_class is not None and true_class == predicted  # a diagonal cell: correct answers
+kind = "correct answers" if correct else "mistakes"
+with heading:
+    st.subheader(kind.capitalize())
+    top = eval_view.top_confusions(ev)
+    if top and not correct:
+        st.markdown("Most often confused: " + "; ".join(
+            f"**{ev.classes[t]}** taken for **{ev.classes[p]}** ({n} time{'s' * (n > 1)})"
+            for t, p, n in top) + ".")
+
+page = eval_view.current_page(eval_view.select_images(ev, true_class, predicted, order, seed),
+                              (entry.key, true_class, predicted, order, seed))
+if not len(mistakes) and not correct:
     st.success("No mistakes on the test set.")
     st.stop()
-
-options = [None, *range(len(ev.classes))]
-name = {None: "any", **dict(enumerate(ev.classes))}.get
-f1, f2, f3, f4 = st.columns([3, 3, 3, 2], vertical_alignment="bottom")
-true_class = f1.selectbox("True class", options, format_func=name, key="evaluate_true")
-predicted = f2.selectbox("Predicted as", options, format_func=name, key="evaluate_pred")
-order = f3.segmented_control("Order", eval_view.ORDERS, default=eval_view.ORDERS[0], required=True,
-                             key="evaluate_order")
-if f4.button("Shuffle", key="evaluate_shuffle", icon=":material/shuffle:", disabled=order != "random",
-             width="stretch"):
-    st.session_state["evaluate_seed"] = st.session_state.get("evaluate_seed", 0) + 1
-
-shown, total = eval_view.select_mistakes(ev, true_class, predicted, order, st.session_state.get("evaluate_seed", 0))
-if total == 0:
-    st.info("No mistakes match these filters.")
+if page.total == 0:
+    st.info(f"No {kind} match these filters.")
     st.stop()
-st.caption(f"Showing {len(shown)} of {total:,} mistakes. Open one in Activations to see what each layer made of it.")
+if correct:
+    st.info(f"A diagonal cell: these are **correct answers**, {ev.classes[true_class]} recognised as "
+            f"{ev.classes[true_class]}. Pick two different classes to see mistakes.", icon=":material/check:")
+st.markdown(f"**{page.span}** {kind}. Open one in Activations to see what each layer made of it and where it looked.")
+eval_view.pager(page)
 
 COLUMNS = 4
-for row in range(0, len(shown), COLUMNS):
-    for col, index in zip(st.columns(COLUMNS), shown[row:row + COLUMNS]):
+for row in range(0, len(page.indices), COLUMNS):
+    for col, index in zip(st.columns(COLUMNS), page.indices[row:row + COLUMNS]):
         index = int(index)
         with col.container(border=True):
             picture, words = st.columns(2, vertical_alignment="center")
@@ -79,5 +79,6 @@ for row in range(0, len(shown), COLUMNS):
             if st.button("Open in Activations", key=f"evaluate_open_{index}", icon=":material/grid_view:",
                          width="stretch"):
                 st.session_state["activations_request"] = {"model_key": entry.key, "dataset": data.name,
-                                                           "index": index}
+                                                           "index": index, "saliency": True}
                 st.switch_page("views/activations.py")
+eval_view.pager(page, "_bottom")
