@@ -20,6 +20,7 @@ VIEWS = ("One input", "Compare two inputs", "Epoch by epoch")
 SOURCES = ("Test image", "Random test image", "Average of N test images", "Current drawing")
 DEFAULT_PAIRS = {"fashion-mnist": ("Pullover", "Coat"), "mnist": ("4", "9")}
 SCALES = ("One for all maps", "One per map")
+KEEP = "session"  # every choice is kept when you visit another page and come back
 
 
 @dataclass
@@ -57,14 +58,14 @@ def honour_request(available, get_data) -> None:
 def display_options() -> Display:
     with st.popover("Display", icon=":material/tune:"):
         set_choice("act_stage", maps.STAGES, "post-activation")
-        stage = st.radio("Layer output", maps.STAGES, key="act_stage",
+        stage = st.radio("Layer output", maps.STAGES, key="act_stage", persist_state=KEEP,
                          help="pre-activation: the convolution's raw output; post-activation: after the "
                               "activation function; pooled: after pooling (the next layer's input).")
         set_choice("act_scale", SCALES, SCALES[0])
-        per_map = st.radio("Colour scale", SCALES, key="act_scale",
+        per_map = st.radio("Colour scale", SCALES, key="act_scale", persist_state=KEEP,
                            help="One per map shows the pattern inside weak maps, but hides which maps are strong."
                            ) == SCALES[1]
-        filters = st.toggle("Show filters", value=True, key="act_filters",
+        filters = st.toggle("Show filters", value=True, key="act_filters", persist_state=KEEP,
                             help="Each map's filter drawn above it (One input).")
     return Display(stage, per_map, filters)
 
@@ -73,7 +74,8 @@ def pick_input(side: str, default_class: str, data, error, classes):
     """Widgets for one input; (images (N,1,28,28) float, caption, true label or None), or None."""
     has_drawing = ss.get("draw_image") is not None
     set_choice(f"act_{side}_source", SOURCES, SOURCES[0] if data is not None or not has_drawing else SOURCES[3])
-    source = st.radio("Input", SOURCES, key=f"act_{side}_source", horizontal=True, label_visibility="collapsed")
+    source = st.radio("Input", SOURCES, key=f"act_{side}_source", horizontal=True, label_visibility="collapsed",
+                      persist_state=KEEP)
     if source == "Current drawing":
         if not has_drawing:
             st.info("Nothing drawn yet: draw something on the Draw page, then come back.")
@@ -90,21 +92,22 @@ def pick_input(side: str, default_class: str, data, error, classes):
         label = int(data.test_labels[idx])
         return as_input(data.test_images[idx:idx + 1]), f"test image #{idx}, a {classes[label]}", label
     set_choice(f"act_{side}_class", classes, default_class if default_class in classes else classes[0])
-    name = st.selectbox("Class", classes, key=f"act_{side}_class")
+    name = st.selectbox("Class", classes, key=f"act_{side}_class", persist_state=KEEP)
     label = classes.index(name)
     indices = data.test_indices_of(label)
     if len(indices) == 0:
         st.warning(f"The test set has no {name} images.")
         return None
     if source == "Average of N test images":
-        n = (st.slider("N images", 1, min(200, len(indices)), min(50, len(indices)), key=f"act_{side}_n")
+        n = (st.slider("N images", 1, min(200, len(indices)), min(50, len(indices)), key=f"act_{side}_n",
+                       persist_state=KEEP)
              if len(indices) > 1 else 1)
         return (as_input(data.test_images[indices[:n]]),
                 f"the mean of the first {n} {name} test images (maps averaged too)", label)
     if ss.get(f"act_{side}_index", 0) >= len(indices):
         ss[f"act_{side}_index"] = len(indices) - 1
     pos = st.number_input(f"Index among the {len(indices)} {name} images", 0, len(indices) - 1,
-                          key=f"act_{side}_index")
+                          key=f"act_{side}_index", persist_state=KEEP)
     idx = int(indices[pos])
     return as_input(data.test_images[idx:idx + 1]), f"test image #{idx}, a {name}", label
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import itertools
+import os
 import platform
 
 import torch
@@ -293,8 +294,14 @@ def fast_layer(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def for_training(model: LeNet, device: torch.device) -> tuple[nn.Module, torch.memory_format]:
     """The module to call in training steps and the memory layout to give it its input in: on the
-    CPU a FastLeNet of `model` (moved to channels-last) and channels-last; elsewhere the model."""
+    CPU a FastLeNet of `model` (moved to channels-last) and channels-last; on a GPU the model, or
+    torch.compile of it where LENET_COMPILE asks ("default" or "reduce-overhead", which captures
+    CUDA graphs): benchmarks/gpu_train.py measures each, and eager stays the default until a GPU
+    measurement shows a gain."""
     if device.type != "cpu":
+        mode = os.environ.get("LENET_COMPILE", "off")
+        if device.type == "cuda" and mode in ("default", "reduce-overhead", "max-autotune"):
+            return torch.compile(model, mode=mode), torch.contiguous_format
         return model, torch.contiguous_format
     keep_freed_memory()
     model.to(memory_format=torch.channels_last)

@@ -85,7 +85,8 @@ class ModelConfig:
         for i, c in enumerate(self.conv_channels, 1):
             size_in, size = size, size + 2 * self.conv_padding(i) - k + 1
             if size < 1:
-                raise ConfigError("kernel_size", f"conv{i} gets a {size_in}x{size_in} input, too small for a {k}x{k} "
+                raise ConfigError("kernel_size", f"conv{i} gets a {size_in}x{size_in} input, too small for "
+                                                 f"{'an' if k in (8, 11, 18) else 'a'} {k}x{k} "
                                                  f"kernel: its output would be {max(size, 0)}x{max(size, 0)}; use a "
                                                  "smaller kernel, fewer conv layers or padding 'same'")
             shapes += [(f"conv{i}", (c, size, size)), (f"conv{i}_act", (c, size, size))]

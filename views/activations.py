@@ -19,7 +19,7 @@ if entry is None:
     st.stop()
 with c_view:
     views.set_choice("act_view", views.VIEWS, views.VIEWS[0])
-    view = st.segmented_control("View", views.VIEWS, key="act_view", required=True)
+    view = st.segmented_control("View", views.VIEWS, key="act_view", required=True, persist_state=views.KEEP)
 with c_display:
     display = views.display_options()
 
