@@ -42,7 +42,8 @@ def loss_axis(*series) -> dict:
 
 
 def _figure(traces: list[dict], title: str, xaxis: dict, yaxis: dict, **layout) -> dict:
-    return {"data": traces, "layout": {
+    # A chart with nothing to show yet still needs one (empty) trace: Plotly refuses no data at all.
+    return {"data": traces or [{"type": "scatter", "x": [], "y": [], "showlegend": False}], "layout": {
         "title": {"text": title, "yref": "container", "y": 1, "yanchor": "top", "pad": {"t": 14}},
         "height": HEIGHT, "margin": MARGIN,
         "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
