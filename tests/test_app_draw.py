@@ -1,6 +1,4 @@
 """The Draw page under AppTest: a drawing arrives as the canvas's PNG data URL in session state."""
-import base64
-import json
 import re
 from pathlib import Path
 
@@ -11,6 +9,7 @@ from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
 import lenet_core.data
+from charts import array, chart, chart_keys
 from lenet_app import models, probe_inputs
 from lenet_app.session import owner_of
 from lenet_core.activations import predict_proba
@@ -84,15 +83,6 @@ def prediction_div(at) -> dict | None:
 def prediction(at) -> str | None:
     div = prediction_div(at)
     return None if div is None else div["text"]
-
-
-def chart(at, key: str) -> dict:
-    (found,) = [c for c in at.get("plotly_chart") if c.proto.id.endswith("-" + key)]
-    return json.loads(found.proto.spec)
-
-
-def chart_keys(at) -> list[str]:
-    return [c.proto.id.rsplit("-", 1)[1] for c in at.get("plotly_chart")]
 
 
 def reference(key: str):
@@ -170,14 +160,6 @@ def test_fashion_model_says_it_sees_garments(draw_page):
     assert prediction(at) == expected
     assert at.selectbox(key="draw.attr.target").options[0] == f"predicted: {expected}"
     assert at.selectbox(key="draw.attr.method").options == [METHODS[m][0] for m in methods_for(model)]
-
-
-def array(value) -> np.ndarray:
-    """A figure's array as Plotly's JSON holds it: a list, or a typed array (dtype, base64, shape)."""
-    if isinstance(value, dict):
-        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-        return flat.reshape([int(n) for n in str(value.get("shape", len(flat))).split(",")])
-    return np.asarray(value)
 
 
 def heat(at) -> np.ndarray:
