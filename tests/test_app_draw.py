@@ -147,6 +147,8 @@ def test_same_drawing_twice_counts_once_and_clear_empties(draw_page):
     draw(at, "1", canvas_key="draw_canvas_1")  # Clear gave a new, empty canvas under a new key
     assert prediction(at) == "1"
     assert prediction_div(at)["update"] == "2"
+    assert at.selectbox(key="draw.attr.target").value == 3  # the class asked about outlives Clear
+    assert attribution_caption(at).startswith("**") and " for **3**: " in attribution_caption(at)
 
 
 def test_fashion_model_says_it_sees_garments(draw_page):
@@ -158,7 +160,8 @@ def test_fashion_model_says_it_sees_garments(draw_page):
     model = reference("shipped:fashion-classic")
     expected = lenet_core.data.FASHION_CLASSES[int(probs_of(model, img).argmax())]
     assert prediction(at) == expected
-    assert at.selectbox(key="draw.attr.target").options[0] == f"predicted: {expected}"
+    assert at.selectbox(key="draw.attr.target").options == ["the predicted class", *lenet_core.data.FASHION_CLASSES]
+    assert f" for **{expected}**: " in attribution_caption(at)
     assert at.selectbox(key="draw.attr.method").options == [METHODS[m][0] for m in methods_for(model)]
 
 
@@ -180,7 +183,9 @@ def test_which_pixels_made_it_say_so(draw_page):
     assert method.options == [METHODS[m][0] for m in methods_for(model)]
     assert method.value == methods_for(model)[0]
     target = at.selectbox(key="draw.attr.target")
-    assert target.value is None and target.options == ["predicted: 7", *DIGIT_CLASSES]
+    # The first choice follows the prediction under a label that does not change with it (a browser
+    # keeps a select's choice by its label); the caption names the class.
+    assert target.value == "predicted" and target.options == ["the predicted class", *DIGIT_CLASSES]
 
     def expect(method_name: str, cls: int):
         assert attribution_caption(at).startswith(f"**{METHODS[method_name][0]}** for **{DIGIT_CLASSES[cls]}**: "
@@ -198,6 +203,27 @@ def test_which_pixels_made_it_say_so(draw_page):
     expect("gradcam", 3)
     assert at.selectbox(key="draw.attr.method").value == "gradcam"
     assert prediction(at) == "7"  # the class looked at is not the prediction
+
+    at.selectbox(key="draw.attr.target").set_value("predicted").run()
+    expect("gradcam", 7)
+    img = draw(at, "1")  # a new drawing, a new prediction: the map follows it
+    assert prediction(at) == "1"
+    expect("gradcam", 1)
+    assert at.selectbox(key="draw.attr.target").options[0] == "the predicted class"
+
+
+def test_a_class_picked_for_one_model_is_dropped_for_another(draw_page):
+    at = draw_page
+    draw(at, "7")
+    at.selectbox(key="draw.attr.target").set_value(3).run()
+    assert " for **3**: " in attribution_caption(at)
+    at.selectbox(key="model").set_value("shipped:fashion-classic").run()
+    assert not at.exception
+    assert at.selectbox(key="draw.attr.target").value == "predicted"
+    assert f" for **{prediction(at)}**: " in attribution_caption(at)
+    at.selectbox(key="model").set_value("shipped:digits").run()
+    assert at.selectbox(key="draw.attr.target").value == "predicted"
+    assert " for **7**: " in attribution_caption(at)
 
 
 def test_probe_inputs_each_with_the_models_answer(draw_page):
