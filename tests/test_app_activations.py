@@ -103,7 +103,8 @@ def test_test_image_then_every_stage_and_scale(with_data):
     assert at.segmented_control(key="act_view").value == "One input"
     assert at.radio(key="act_a_source").value == "Test image"
     assert at.selectbox(key="act_a_class").value == "Pullover"
-    assert conv_headings(at) == ["conv1: 6 maps of 28x28 (post-activation)", "conv2: 16 maps of 10x10 (post-activation)"]
+    assert conv_headings(at) == ["conv1: 6 maps of 28x28 (post-activation)",
+                                 "conv2: 16 maps of 10x10 (post-activation)"]
     assert chart_keys(at) == ["act.attr.figure", "act_conv1", "act_conv2"]
     assert "Filters: red = positive weight" in captions(at)
     assert [h["name"] for h in chart(at, "act_conv1")["data"] if h["type"] == "heatmap"] == ["maps", "filters"]
@@ -152,7 +153,8 @@ def test_compare_pullover_and_coat(with_data):
     assert headings(at)[:2] == ["Input A", "Input B"]
     assert chart_keys(at) == ["act_cmp1_A", "act_cmp1_B", "act_cmp1_A ", "act_cmp2_A", "act_cmp2_B", "act_cmp2_A "]
     assert "Difference" in captions(at)
-    a, b, diff = (array(chart(at, k)["data"][0]["z"]).astype(float) for k in ("act_cmp1_A", "act_cmp1_B", "act_cmp1_A "))
+    a, b, diff = (array(chart(at, key)["data"][0]["z"]).astype(float)
+                  for key in ("act_cmp1_A", "act_cmp1_B", "act_cmp1_A "))
     assert np.allclose(diff, a - b, equal_nan=True)  # the third grid is A minus B, map by map
     at.radio(key="act_b_source").set_value("Average of N test images").run()
     assert not at.exception and len(at.get("plotly_chart")) == 6
