@@ -14,6 +14,7 @@ from .maps import FONT, run_single_threaded
 # Signed maps: blue against, transparent at 0, red for; unsigned: transparent to red.
 SIGNED_SCALE = [[0, "rgba(33,102,172,0.95)"], [0.5, "rgba(255,255,255,0)"], [1, "rgba(178,24,43,0.95)"]]
 UNSIGNED_SCALE = [[0, "rgba(255,200,0,0)"], [0.3, "rgba(255,170,0,0.5)"], [1, "rgba(200,0,0,0.95)"]]
+PREDICTED = "predicted"  # the class choice that follows the model's answer
 
 
 def figure(image: np.ndarray, heat: np.ndarray, signed: bool, height: int = 300) -> go.Figure:
@@ -42,10 +43,18 @@ def show(model, image: np.ndarray, classes, predicted: int, key: str) -> None:
                           persist_state="session",
                           help="Guided methods are offered for ReLU networks only: they change only the gradient "
                                "through ReLUs, so on the chapter's sigmoid network they would show nothing new.")
-    choices = [None, *range(len(classes))]
+    # "predicted" with a label that never changes: a select's choice is kept by its label, so a label
+    # naming the prediction went stale when the prediction changed, and a None choice showed as empty
+    # once the select came back (after Clear on Draw). The caption below names the class. For the
+    # same reason a class picked for one model is dropped when the model's classes are others.
+    choices = [PREDICTED, *range(len(classes))]
+    other_classes = st.session_state.get(f"{key}.classes") != tuple(classes)
+    if other_classes or st.session_state.get(f"{key}.target") not in choices:
+        st.session_state[f"{key}.target"] = PREDICTED
+    st.session_state[f"{key}.classes"] = tuple(classes)
     target = c2.selectbox("For the class", choices, key=f"{key}.target", persist_state="session",
-                          format_func=lambda c: f"predicted: {classes[predicted]}" if c is None else classes[c])
-    target = predicted if target is None else target
+                          format_func=lambda c: "the predicted class" if c == PREDICTED else classes[c])
+    target = predicted if target == PREDICTED else target
     result = run_single_threaded(attribute, model, image, target, method)
     st.plotly_chart(figure(image, result.map, SIGNED[method]), theme=None, key=f"{key}.figure",
                     config={"displayModeBar": False})

@@ -13,6 +13,7 @@ import time
 import zlib
 from pathlib import Path
 
+import plotly.graph_objects as go
 import plotly.io
 import streamlit as st
 
@@ -166,7 +167,9 @@ def show(info: RunInfo, serving: bool) -> None:
                          "every_ms": round(REFRESH_S * 1000)})
         return
     st.caption(progress_text(info))
-    figures = figures_of(info, live)
+    # As Figures: st.plotly_chart refuses a dict with no traces, which the health charts are until
+    # the run's first reading (a queued run).
+    figures = {name: go.Figure(fig) for name, fig in figures_of(info, live).items()}
     st.plotly_chart(figures["loss-per-step"], theme="streamlit", key="panel-loss-per-step")
     c1, c2 = st.columns(2)
     c1.plotly_chart(figures["loss-per-epoch"], theme="streamlit", key="panel-loss-per-epoch")

@@ -25,5 +25,6 @@ def show(model, image: np.ndarray, classes) -> None:
     for col, (what, x) in zip(st.columns(5), variants(image)):
         _, probs = maps.forward(model, image_to_tensor(x))
         best = int(probs[0].argmax())
-        col.image(maps.upscale(x, 3), width=84, clamp=True)
+        # A grey frame: the inverted drawing is a white field, which would vanish into the white page.
+        col.image(np.pad(maps.upscale(x, 3), 2, constant_values=0.5), width=84, clamp=True)
         col.markdown(f"{what}: **{classes[best]}** ({probs[0, best]:.0%})")

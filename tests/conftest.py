@@ -107,7 +107,7 @@ def offline(monkeypatch, tmp_path):
     """An empty cache, no Debian copy and a download that fails, as on a machine with no
     network; the app's data cache is emptied before and after. Yields a temporary folder."""
     import lenet_core.data
-    from lenet_app import state
+    from lenet_app import datasets
 
     monkeypatch.setenv("LENET_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(lenet_core.data, "SYSTEM_DIRS", {})
@@ -116,6 +116,8 @@ def offline(monkeypatch, tmp_path):
         raise OSError("no network in tests")
 
     monkeypatch.setattr(lenet_core.data, "_download", no_download)
-    state._load_data_cached.clear()
+    datasets._load_data_cached.clear()
+    datasets.forget_data_failures()
     yield tmp_path
-    state._load_data_cached.clear()
+    datasets._load_data_cached.clear()
+    datasets.forget_data_failures()

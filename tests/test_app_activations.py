@@ -1,41 +1,88 @@
-"""The Activations page under AppTest (tiny synthetic data sets), and its figure builders."""
+"""The Activations page under AppTest (tiny synthetic data sets, run folders of known shapes), and
+its figure builders."""
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 import lenet_core.data
-from lenet_app import maps, state
+from charts import array, chart, chart_keys
+from lenet_app import maps
 from lenet_core.checkpoint import Checkpoint
-from lenet_core.data import DIGIT_CLASSES
-from synthetic import synthetic_idx
+from lenet_core.data import DATASETS, DIGIT_CLASSES
 from lenet_core.model import LeNet, ModelConfig
+from lenet_core.probes import load_probes
+from lenet_core.runs import Run
 from lenet_core.train import TrainConfig
+from lenet_core.worker import train_run
+from synthetic import synthetic_idx
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
+APP = Path(__file__).resolve().parents[1] / "lenet_lab.py"
+ACTIVATIONS = "views/activations.py"
+RECORDED_EPOCHS = 3
+
+
+def saved_run(root: Path, name: str, config: TrainConfig, owner: str | None = None) -> Run:
+    """A run folder with random weights and no recording, as the command line leaves one (no owner)."""
+    torch.manual_seed(0)
+    run = Run.create(config, root, name=name, owner=owner)
+    run.save_checkpoint(Checkpoint(config, LeNet(config.model), config.dataset, DATASETS[config.dataset][2]))
+    return run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_data_dir) -> dict[str, Run]:
+    """One runs root for the module: the chapter's LeNet-5 on Fashion-MNIST, three conv layers,
+    a small ReLU net trained for real (it records probes.pt), and the same net never trained."""
+    root = tmp_path_factory.mktemp("runs")
+    small = ModelConfig(activation="relu", pooling="max", conv_channels=(4, 8), dense_widths=(16,))
+    folders = {
+        "classic": saved_run(root, "classic", TrainConfig()),
+        "three": saved_run(root, "three convs", TrainConfig(
+            model=ModelConfig(conv_channels=(3, 5, 7), padding="same", activation="tanh"), dataset="mnist")),
+        "unrecorded": saved_run(root, "unrecorded", TrainConfig(model=small, dataset="mnist")),
+        "recorded": Run.create(TrainConfig(model=small, dataset="mnist", epochs=RECORDED_EPOCHS, batch_size=64), root,
+                               name="recorded"),
+    }
+    assert train_run(folders["recorded"].path, data_dir=tiny_data_dir) == "finished"
+    assert (folders["recorded"].path / "probes.pt").is_file()
+    assert not (folders["unrecorded"].path / "probes.pt").exists()
+    return folders
 
 
 @pytest.fixture
-def with_data(offline, monkeypatch):
+def runs_root(runs, monkeypatch):
+    monkeypatch.setenv("LENET_RUNS_DIR", str(runs["classic"].path.parent))
+    return runs
+
+
+@pytest.fixture
+def with_data(offline, monkeypatch, runs_root):
     for folder in ("mnist", "fashion-mnist"):
         synthetic_idx(offline / "data" / folder, n_train=64, n_test=200)
     monkeypatch.setenv("LENET_DATA_DIR", str(offline / "data"))
+    return runs_root
 
 
 @pytest.fixture
-def without_data(offline, monkeypatch):
+def without_data(offline, monkeypatch, runs_root):
     (offline / "data").mkdir()
     monkeypatch.setenv("LENET_DATA_DIR", str(offline / "data"))
+    return runs_root
 
 
-def open_page(session_state=None):
-    at = AppTest.from_file(str(APP), default_timeout=30)
+def open_page(session_state=None, model: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
     at.run()
     for k, v in (session_state or {}).items():
         at.session_state[k] = v
-    at.switch_page("pages/activations.py").run()
+    at.switch_page(ACTIVATIONS).run()
     assert not at.exception, at.exception
+    if model is not None:
+        at.selectbox(key="model").set_value(model).run()
+        assert not at.exception, at.exception
     return at
 
 
@@ -43,88 +90,170 @@ def headings(at):
     return [h.value for h in at.subheader]
 
 
-def charts(at):
-    return at.get("plotly_chart")
+def conv_headings(at):
+    return [h for h in headings(at) if h.startswith("conv")]
+
+
+def captions(at) -> str:
+    return "\n".join(c.value for c in at.caption)
 
 
 def test_test_image_then_every_stage_and_scale(with_data):
-    at = open_page()
-    assert at.selectbox(key="act_model").value == "shipped:fashion-classic"
+    at = open_page(model=f"run:{with_data['classic'].id}")
+    assert at.segmented_control(key="act_view").value == "One input"
+    assert at.radio(key="act_a_source").value == "Test image"
     assert at.selectbox(key="act_a_class").value == "Pullover"
-    assert any(h.startswith("conv1: 6 maps of 28x28") for h in headings(at))
-    assert any(h.startswith("conv2: 16 maps of 10x10") for h in headings(at))
-    assert len(charts(at)) == 2
+    assert conv_headings(at) == ["conv1: 6 maps of 28x28 (post-activation)",
+                                 "conv2: 16 maps of 10x10 (post-activation)"]
+    assert chart_keys(at) == ["act.attr.figure", "act_conv1", "act_conv2"]
+    assert "Filters: red = positive weight" in captions(at)
+    assert [h["name"] for h in chart(at, "act_conv1")["data"] if h["type"] == "heatmap"] == ["maps", "filters"]
+
     at.radio(key="act_stage").set_value("pre-activation").run()
     at.radio(key="act_scale").set_value("One per map").run()
     assert not at.exception
-    assert any("red = positive" in c.value for c in at.caption)  # pre-activations diverge around 0
+    assert "red = positive, blue = negative" in captions(at)  # pre-activations diverge around 0
+    assert "each map has its own colour range" in captions(at)
+    assert conv_headings(at)[0] == "conv1: 6 maps of 28x28 (pre-activation)"
     at.radio(key="act_stage").set_value("pooled").run()
-    assert any(h.startswith("conv1: 6 maps of 14x14") for h in headings(at))
+    assert conv_headings(at) == ["conv1: 6 maps of 14x14 (pooled)", "conv2: 16 maps of 5x5 (pooled)"]
+
     at.toggle(key="act_kernels2").set_value(True).run()
-    assert not at.exception and len(charts(at)) == 3
+    assert not at.exception and chart_keys(at)[-1] == "act_kernel_tiles2"
+    z = array(chart(at, "act_kernel_tiles2")["data"][0]["z"]).astype(float)
+    assert z.shape == (16 * 6 - 1, 6 * 6 - 1)  # every kernel of conv2: 16 filters x 6 input channels
+
+    at.toggle(key="act_filters").set_value(False).run()  # the Display popover's third control
+    assert not at.exception
+    assert "Filters: red" not in captions(at) and not any(t.key == "act_kernels2" for t in at.toggle)
+    assert [h["name"] for h in chart(at, "act_conv1")["data"] if h["type"] == "heatmap"] == ["maps"]
 
 
 def test_random_average_and_drawing_inputs(with_data):
     drawn = np.zeros((28, 28), np.float32)
     drawn[4:24, 13:16] = 1.0
-    at = open_page({"draw_image": drawn})
+    at = open_page({"draw_image": drawn}, model=f"run:{with_data['classic'].id}")
     at.radio(key="act_a_source").set_value("Random test image").run()
-    assert any("test image #" in c.value for c in at.caption) and len(charts(at)) == 2
+    assert "test image #" in captions(at) and chart_keys(at) == ["act.attr.figure", "act_conv1", "act_conv2"]
     at.button(key="act_a_reroll").click().run()
     assert not at.exception
     at.radio(key="act_a_source").set_value("Average of N test images").run()
-    assert any("the mean of the first" in c.value for c in at.caption) and len(charts(at)) == 2
+    assert "the mean of the first " in captions(at) and chart_keys(at) == ["act_conv1", "act_conv2"]
+    assert "model right on" in captions(at)  # several images: no attribution map of one
     at.radio(key="act_a_source").set_value("Current drawing").run()
-    assert any("your drawing" in c.value for c in at.caption) and len(charts(at)) == 2
+    assert "your drawing" in captions(at) and len(at.get("plotly_chart")) == 3
 
 
 def test_compare_pullover_and_coat(with_data):
-    at = open_page()
-    at.radio(key="act_view").set_value("Compare two inputs").run()
+    at = open_page(model=f"run:{with_data['classic'].id}")
+    at.segmented_control(key="act_view").set_value("Compare two inputs").run()
     assert not at.exception
     assert at.selectbox(key="act_a_class").value == "Pullover"
     assert at.selectbox(key="act_b_class").value == "Coat"
-    assert len(charts(at)) == 6  # A, B and A - B for each of the two conv layers
-    assert any("Difference" in c.value for c in at.caption)
+    assert headings(at)[:2] == ["Input A", "Input B"]
+    assert chart_keys(at) == ["act_cmp1_A", "act_cmp1_B", "act_cmp1_A ", "act_cmp2_A", "act_cmp2_B", "act_cmp2_A "]
+    assert "Difference" in captions(at)
+    a, b, diff = (array(chart(at, key)["data"][0]["z"]).astype(float)
+                  for key in ("act_cmp1_A", "act_cmp1_B", "act_cmp1_A "))
+    assert np.allclose(diff, a - b, equal_nan=True)  # the third grid is A minus B, map by map
     at.radio(key="act_b_source").set_value("Average of N test images").run()
-    assert not at.exception and len(charts(at)) == 6
+    assert not at.exception and len(at.get("plotly_chart")) == 6
 
 
 def test_without_data_test_images_explain_and_drawing_still_works(without_data):
-    at = open_page()
+    at = open_page(model=f"run:{without_data['classic'].id}")
     assert at.radio(key="act_a_source").value == "Test image"
-    assert any("not available" in w.value and "LENET_DATA_DIR" in w.value for w in at.warning)
-    assert len(charts(at)) == 0
+    assert any("Test images need the data set" in w.value and "LENET_DATA_DIR" in w.value for w in at.warning)
+    assert len(at.get("plotly_chart")) == 0
     drawn = np.zeros((28, 28), np.float32)
     drawn[10:18, 6:22] = 1.0
-    at = open_page({"draw_image": drawn})
+    at = open_page({"draw_image": drawn}, model=f"run:{without_data['classic'].id}")
     assert at.radio(key="act_a_source").value == "Current drawing"
-    assert len(charts(at)) == 2
+    assert len(at.get("plotly_chart")) == 3
 
 
-def test_evaluate_request_opens_that_test_image(with_data):
+@pytest.mark.parametrize("saliency", [True, False])
+def test_evaluate_request_opens_that_test_image(with_data, saliency):
     data = lenet_core.data.load_dataset("mnist", download=False)
     index = 37
     label = int(data.test_labels[index])
-    at = open_page({"activations_request": {"model_key": "shipped:digits", "dataset": "mnist", "index": index}})
-    assert at.selectbox(key="act_model").value == "shipped:digits"
+    request = {"model_key": "shipped:digits", "dataset": "mnist", "index": index, "saliency": saliency}
+    at = open_page({"act_view": "Compare two inputs", "activations_request": request})
+    assert at.selectbox(key="model").value == "shipped:digits"
+    assert at.segmented_control(key="act_view").value == "One input"
     assert at.selectbox(key="act_a_class").value == DIGIT_CLASSES[label]
-    assert any(f"test image #{index}," in c.value for c in at.caption)
+    assert f"test image #{index}," in captions(at)
+    (expander,) = at.expander
+    assert expander.label == "Which pixels made it say that" and expander.proto.expanded is saliency
+    assert "act.attr.figure" in chart_keys(at)
     assert "activations_request" not in at.session_state  # honoured once, then cleared
     at.run()
-    assert any(f"test image #{index}," in c.value for c in at.caption)
+    assert f"test image #{index}," in captions(at)
+
+
+def test_evaluate_request_for_a_model_that_has_gone(with_data):
+    request = {"model_key": "run:deleted-meanwhile", "dataset": "mnist", "index": 3, "saliency": True}
+    at = open_page({"activations_request": request})
+    assert any("no longer available" in w.value for w in at.warning)
+    assert at.selectbox(key="model").value == "shipped:digits"
 
 
 def test_any_number_of_conv_layers(with_data):
-    config = TrainConfig(model=ModelConfig(conv_channels=(3, 5, 7), padding="same", activation="tanh"),
-                         dataset="mnist")
-    ckpt = Checkpoint(config, LeNet(config.model), "mnist", DIGIT_CLASSES)
-    run = state.SessionRun(99, "three convs", config, None, ckpt)
-    at = open_page({"lenet_runs": {99: run}})
-    at.selectbox(key="act_model").set_value("run:99").run()
+    at = open_page(model=f"run:{with_data['three'].id}")
+    assert [h.split(":")[0] for h in conv_headings(at)] == ["conv1", "conv2", "conv3"]
+    assert chart_keys(at) == ["act.attr.figure", "act_conv1", "act_conv2", "act_conv3"]
+    at.segmented_control(key="act_view").set_value("Compare two inputs").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 9
+    assert at.selectbox(key="act_a_class").value == "4" and at.selectbox(key="act_b_class").value == "9"
+
+
+# -- epoch by epoch -------------------------------------------------------------------
+
+def test_epoch_by_epoch_replays_a_recorded_run(with_data):
+    run = with_data["recorded"]
+    probes = load_probes(run.path / "probes.pt")
+    assert probes["epochs"] == list(range(RECORDED_EPOCHS + 1))  # before training, then each epoch's end
+    at = open_page(model=f"run:{run.id}")
+    at.segmented_control(key="act_view").set_value("Epoch by epoch").run()
     assert not at.exception
-    assert [h.split(":")[0] for h in headings(at) if h.startswith("conv")] == ["conv1", "conv2", "conv3"]
-    assert len(charts(at)) == 3
+
+    (slider,) = at.select_slider
+    assert slider.label == "Epoch" and slider.options == [str(e) for e in probes["epochs"]]
+    assert slider.value == RECORDED_EPOCHS  # the latest first
+    labels = probes["labels"].tolist()
+    image = at.selectbox(key="act.scrub.image")
+    assert image.options == [f"{i + 1}: {DIGIT_CLASSES[y]}" for i, y in enumerate(labels)]
+    assert chart_keys(at) == ["act.scrub.conv1", "act.scrub.conv2"]
+    assert [m.value for m in at.markdown if m.value.startswith("**conv")] == [
+        "**conv1**: 4 maps of 28x28", "**conv2**: 8 maps of 10x10"]
+    assert f"Epoch {RECORDED_EPOCHS} of the {RECORDED_EPOCHS + 1} recorded" in captions(at)
+
+    def drawn(layer: str, channel: int) -> np.ndarray:
+        maps_trace = chart(at, f"act.scrub.{layer}")["data"][0]
+        z = array(maps_trace["z"]).astype(float)
+        which = array(maps_trace["customdata"]).astype(float)[..., 0]
+        side = probes[layer].shape[-1]
+        return z[which == channel + 1].reshape(side, side)
+
+    # What is drawn is the recording's map of that epoch and probe image.
+    last = drawn("conv1", 0)
+    assert np.allclose(last, probes["conv1"][RECORDED_EPOCHS, 0, 0].float().numpy())
+    slider.set_value(1).run()
+    assert not at.exception
+    assert f"Epoch 1 of the {RECORDED_EPOCHS + 1} recorded" in captions(at)
+    assert np.allclose(drawn("conv1", 0), probes["conv1"][1, 0, 0].float().numpy())
+    assert not np.allclose(drawn("conv1", 0), last)  # training changed the filters
+    image.set_value(5).run()
+    assert np.allclose(drawn("conv2", 3), probes["conv2"][1, 5, 3].float().numpy())
+
+
+def test_a_run_without_a_recording_says_so(with_data):
+    run = with_data["unrecorded"]
+    at = open_page(model=f"run:{run.id}")
+    at.segmented_control(key="act_view").set_value("Epoch by epoch").run()
+    assert not at.exception
+    assert any("**unrecorded** has no epoch-by-epoch recording" in i.value for i in at.info)
+    assert not at.select_slider and len(at.get("plotly_chart")) == 0
 
 
 # -- figure builders --------------------------------------------------------------

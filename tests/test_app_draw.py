@@ -1,4 +1,5 @@
 """The Draw page under AppTest: a drawing arrives as the canvas's PNG data URL in session state."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -8,13 +9,22 @@ from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
 import lenet_core.data
+from charts import array, chart, chart_keys
+from lenet_app import models, probe_inputs
+from lenet_app.session import owner_of
 from lenet_core.activations import predict_proba
-from lenet_core.checkpoint import load_checkpoint, save_run
+from lenet_core.attribution import METHODS, attribute, methods_for
+from lenet_core.checkpoint import Checkpoint
+from lenet_core.data import DIGIT_CLASSES
+from lenet_core.model import LeNet, ModelConfig
 from lenet_core.preprocess import digit_from_rgba, image_to_tensor, rgba_to_png_data_url
+from lenet_core.runs import Run
+from lenet_core.train import TrainConfig
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
-DIGITS = Path(__file__).resolve().parents[1] / "models" / "digits" / "checkpoint.pt"
+APP = Path(__file__).resolve().parents[1] / "lenet_lab.py"
+DRAW = "views/draw.py"
 STROKES = {"7": [(80, 50), (200, 50), (120, 240)], "1": [(140, 40), (140, 240)]}
+PROBES = ["blank", "noise", "inverted", "shifted 6 px right", "rotated 30°"]
 
 
 def drawing(digit: str) -> np.ndarray:
@@ -37,100 +47,270 @@ def no_data(offline, monkeypatch):
     monkeypatch.setenv("LENET_DATA_DIR", str(offline / "data"))
 
 
-@pytest.fixture
-def draw_page(no_data):
-    at = AppTest.from_file(str(APP), default_timeout=30)
+def open_draw(token: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    if token is not None:
+        at.session_state["lenet_session_token"] = token  # one browser (AppTest has no cookies)
     at.run()
-    at.switch_page("pages/draw.py").run()
-    assert not at.exception
+    at.switch_page(DRAW).run()
+    assert not at.exception, at.exception
     return at
 
 
-def prediction(at) -> str | None:
+@pytest.fixture
+def draw_page(no_data):
+    return open_draw()
+
+
+def draw(at, digit: str, canvas_key: str = "draw_canvas") -> np.ndarray:
+    """Hand the page a drawing; returns the 28x28 image the model should see."""
+    rgba = drawing(digit)
+    at.session_state[canvas_key] = canvas_value(rgba)
+    at.run()
+    assert not at.exception, at.exception
+    return digit_from_rgba(rgba)
+
+
+def prediction_div(at) -> dict | None:
+    """The prediction's text and its data- attributes (update counter, milliseconds)."""
     for md in at.markdown:
         if 'class="draw-prediction"' in md.value:
-            return md.value.split(">", 1)[1].rsplit("</div>", 1)[0]
+            attrs = dict(re.findall(r'data-(\w+)="([^"]*)"', md.value))
+            return {**attrs, "text": md.value.split(">", 1)[1].rsplit("</div>", 1)[0]}
     return None
 
 
-def timing(at) -> str:
-    return next(c.value for c in at.caption if "computed in" in c.value)
+def prediction(at) -> str | None:
+    div = prediction_div(at)
+    return None if div is None else div["text"]
+
+
+def reference(key: str):
+    """The model the page should use, as the app loaded it (models/ may be regenerated meanwhile)."""
+    return models.shipped_models()[key].model
+
+
+def probs_of(model, img: np.ndarray) -> np.ndarray:
+    return predict_proba(model, image_to_tensor(img))[0].numpy()
 
 
 def test_blank_canvas_asks_for_a_drawing(draw_page):
     at = draw_page
     assert at.title[0].value == "Draw"
+    assert at.selectbox(key="model").value == "shipped:digits"
+    assert [c.value for c in at.caption] == ["Draw one digit:"]
     assert any("Draw a digit" in i.value for i in at.info)
-    assert prediction(at) is None
+    assert prediction_div(at) is None
     assert len(at.get("plotly_chart")) == 0
     assert at.session_state["draw_image"] is None
-    assert timing(at).startswith("Update 0 · computed in")
+    assert at.session_state["draw_updates"] == 0
 
 
 @pytest.mark.parametrize("digit", ["7", "1"])
 def test_drawing_gives_the_models_prediction(draw_page, digit):
     at = draw_page
-    rgba = drawing(digit)
-    at.session_state["draw_canvas"] = canvas_value(rgba)
-    at.run()
-    assert not at.exception
+    img = draw(at, digit)
 
     # The reference: the same preprocessing and model, outside the app.
-    model = load_checkpoint(DIGITS).model
-    expected = int(predict_proba(model, image_to_tensor(digit_from_rgba(rgba)))[0].argmax())
-    assert prediction(at) == str(expected)
+    model = reference("shipped:digits")
+    p = probs_of(model, img)
+    expected = int(p.argmax())
+    div = prediction_div(at)
+    assert div["text"] == str(expected)
     assert expected == int(digit)  # a clean drawing of a digit: a digit model must get it
-    assert len(at.get("plotly_chart")) == 3  # probability bars, conv1 maps, conv2 maps
-    img = at.session_state["draw_image"]
-    assert img.shape == (28, 28) and img.dtype == np.float32
-    assert timing(at).startswith("Update 1 · computed in")
+    assert div["update"] == "1"
+    assert 0 <= int(div["ms"]) < 60_000
+    assert any(m.value == f"{p[expected]:.0%} sure" for m in at.markdown)
+    assert chart_keys(at) == ["draw_bars", "draw.attr.figure", "draw_conv1", "draw_conv2"]
+    bars = chart(at, "draw_bars")["data"][0]
+    assert np.allclose(array(bars["x"]), p, atol=1e-5)  # every class's probability, as the model gives it
+    assert [s.value for s in at.subheader][0] == f"Which pixels made it say {digit}"
+    stored = at.session_state["draw_image"]
+    assert stored.shape == (28, 28) and stored.dtype == np.float32 and np.array_equal(stored, img)
 
 
 def test_same_drawing_twice_counts_once_and_clear_empties(draw_page):
     at = draw_page
-    at.session_state["draw_canvas"] = canvas_value(drawing("7"))
-    at.run()
+    draw(at, "7")
     at.run()  # a rerun without a new stroke (e.g. another widget) is not a new drawing
-    assert timing(at).startswith("Update 1 ")
-    at.button[0].click().run()
+    assert prediction_div(at)["update"] == "1"
+    at.selectbox(key="draw.attr.target").set_value(3).run()
+    assert prediction_div(at)["update"] == "1"
+
+    next(b for b in at.button if b.label == "Clear").click().run()
     assert not at.exception
     assert at.session_state["draw_image"] is None
     assert prediction(at) is None
+    assert len(at.get("plotly_chart")) == 0
     assert any("Draw a digit" in i.value for i in at.info)
+
+    draw(at, "1", canvas_key="draw_canvas_1")  # Clear gave a new, empty canvas under a new key
+    assert prediction(at) == "1"
+    assert prediction_div(at)["update"] == "2"
+    assert at.selectbox(key="draw.attr.target").value == 3  # the class asked about outlives Clear
+    assert attribution_caption(at).startswith("**") and " for **3**: " in attribution_caption(at)
 
 
 def test_fashion_model_says_it_sees_garments(draw_page):
     at = draw_page
-    at.selectbox(key="draw_model").set_value("shipped:fashion-classic").run()
-    at.session_state["draw_canvas"] = canvas_value(drawing("7"))
-    at.run()
-    assert not at.exception
+    at.selectbox(key="model").set_value("shipped:fashion-classic").run()
+    assert [c.value for c in at.caption] == ["Draw a garment:"]
+    img = draw(at, "7")
     assert any("garments, not digits" in i.value for i in at.info)
-    assert prediction(at) in lenet_core.data.FASHION_CLASSES
+    model = reference("shipped:fashion-classic")
+    expected = lenet_core.data.FASHION_CLASSES[int(probs_of(model, img).argmax())]
+    assert prediction(at) == expected
+    assert at.selectbox(key="draw.attr.target").options == ["the predicted class", *lenet_core.data.FASHION_CLASSES]
+    assert f" for **{expected}**: " in attribution_caption(at)
+    assert at.selectbox(key="draw.attr.method").options == [METHODS[m][0] for m in methods_for(model)]
 
 
-def test_a_saved_run_folder_is_offered_and_used(no_data, monkeypatch, tmp_path):
-    """Run folders under LENET_RUNS_DIR (e.g. from `python -m lenet_core train --out runs/NAME`)
-    appear in the model picker; a folder whose checkpoint is damaged is left out, silently."""
-    runs = tmp_path / "runs"
-    ckpt = load_checkpoint(DIGITS)
-    with torch.no_grad():
-        ckpt.model.net.output.bias[3] += 100.0  # this run answers 3 to everything
-    save_run(runs / "always-three", ckpt)
-    save_run(runs / "broken", load_checkpoint(DIGITS))
-    (runs / "broken" / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    monkeypatch.setenv("LENET_RUNS_DIR", str(runs))
+def heat(at) -> np.ndarray:
+    """The attribution map drawn over the image (the figure's second heatmap)."""
+    image, overlay = chart(at, "draw.attr.figure")["data"]
+    return array(overlay["z"]).astype(np.float32)
 
-    at = AppTest.from_file(str(APP), default_timeout=30)
-    at.run()
-    at.switch_page("pages/draw.py").run()
-    picker = at.selectbox(key="draw_model")
-    assert [o for o in picker.options if o.startswith("always-three (saved run, MNIST digits")], picker.options
-    assert not any("broken" in label for label in picker.options), picker.options
-    assert picker.value == "shipped:digits"  # the shipped model stays the default
 
-    picker.set_value(f"saved:{(runs / 'always-three').resolve()}").run()
-    at.session_state["draw_canvas"] = canvas_value(drawing("7"))
-    at.run()
+def attribution_caption(at) -> str:
+    return next(c.value for c in at.caption if c.value.startswith("**") and " for **" in c.value)
+
+
+def test_which_pixels_made_it_say_so(draw_page):
+    at = draw_page
+    img = draw(at, "7")
+    model = reference("shipped:digits")
+    method = at.selectbox(key="draw.attr.method")
+    assert method.options == [METHODS[m][0] for m in methods_for(model)]
+    assert method.value == methods_for(model)[0]
+    target = at.selectbox(key="draw.attr.target")
+    # The first choice follows the prediction under a label that does not change with it (a browser
+    # keeps a select's choice by its label); the caption names the class.
+    assert target.value == "predicted" and target.options == ["the predicted class", *DIGIT_CLASSES]
+
+    def expect(method_name: str, cls: int):
+        assert attribution_caption(at).startswith(f"**{METHODS[method_name][0]}** for **{DIGIT_CLASSES[cls]}**: "
+                                                  f"{METHODS[method_name][1]}")
+        ref = attribute(model, img, cls, method_name).map
+        assert heat(at).shape == (28, 28)
+        assert np.allclose(heat(at), ref, rtol=1e-3, atol=1e-6 * float(np.abs(ref).max()))
+
+    expect(methods_for(model)[0], 7)
+    target.set_value(3).run()
     assert not at.exception
+    expect(methods_for(model)[0], 3)
+    at.selectbox(key="draw.attr.method").set_value("gradcam").run()
+    assert not at.exception
+    expect("gradcam", 3)
+    assert at.selectbox(key="draw.attr.method").value == "gradcam"
+    assert prediction(at) == "7"  # the class looked at is not the prediction
+
+    at.selectbox(key="draw.attr.target").set_value("predicted").run()
+    expect("gradcam", 7)
+    img = draw(at, "1")  # a new drawing, a new prediction: the map follows it
+    assert prediction(at) == "1"
+    expect("gradcam", 1)
+    assert at.selectbox(key="draw.attr.target").options[0] == "the predicted class"
+
+
+def test_a_class_picked_for_one_model_is_dropped_for_another(draw_page):
+    at = draw_page
+    draw(at, "7")
+    at.selectbox(key="draw.attr.target").set_value(3).run()
+    assert " for **3**: " in attribution_caption(at)
+    at.selectbox(key="model").set_value("shipped:fashion-classic").run()
+    assert not at.exception
+    assert at.selectbox(key="draw.attr.target").value == "predicted"
+    assert f" for **{prediction(at)}**: " in attribution_caption(at)
+    at.selectbox(key="model").set_value("shipped:digits").run()
+    assert at.selectbox(key="draw.attr.target").value == "predicted"
+    assert " for **7**: " in attribution_caption(at)
+
+
+def test_probe_inputs_each_with_the_models_answer(draw_page):
+    at = draw_page
+    img = draw(at, "7")
+    model = reference("shipped:digits")
+    answers = {}
+    for md in at.markdown:
+        if m := re.fullmatch(r"(.+): \*\*(.+)\*\* \((\d+)%\)", md.value):
+            answers[m.group(1)] = (m.group(2), int(m.group(3)))
+    assert list(answers) == PROBES
+    for what, x in probe_inputs.variants(img):
+        p = probs_of(model, x)
+        assert answers[what] == (DIGIT_CLASSES[int(p.argmax())], round(100 * float(p.max()))), what
+    # The probes are made from the drawing, not fixed pictures.
+    variants = dict(probe_inputs.variants(img))
+    assert np.allclose(variants["inverted"], 1 - img) and variants["blank"].max() == 0
+    assert np.array_equal(variants["shifted 6 px right"][:, 6:], img[:, :-6])
+
+
+# -- run folders in the shared model picker --------------------------------------------
+
+def make_run(root: Path, name: str, model: LeNet, owner: str | None, dataset="mnist") -> Run:
+    config = TrainConfig(model=model.config, dataset=dataset)
+    run = Run.create(config, root, name=name, owner=owner)
+    run.save_checkpoint(Checkpoint(config, model, dataset, lenet_core.data.DATASETS[dataset][2]))
+    return run
+
+
+@pytest.fixture
+def run_folders(no_data, monkeypatch, tmp_path):
+    """Under LENET_RUNS_DIR: a run trained from the command line (no owner) that answers 3 to
+    everything, two runs of browser A (ReLU, tanh), one of browser B (sigmoid), and a damaged one."""
+    root = tmp_path / "runs"
+    digits = models.shipped_models()["shipped:digits"]
+    three = LeNet(digits.model.config)
+    three.load_state_dict(digits.model.state_dict())
+    with torch.no_grad():
+        three.net.output.bias[3] += 100.0
+    torch.manual_seed(0)
+    folders = {
+        "cli": make_run(root, "always-three", three, None),
+        "a": make_run(root, "mine", LeNet(ModelConfig(activation="relu", pooling="max")), owner_of("browser-a")),
+        "a2": make_run(root, "mine too", LeNet(ModelConfig(activation="tanh")), owner_of("browser-a")),
+        "b": make_run(root, "theirs", LeNet(ModelConfig(activation="sigmoid")), owner_of("browser-b")),
+        "broken": make_run(root, "broken", LeNet(ModelConfig()), None),
+    }
+    (folders["broken"].path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    monkeypatch.setenv("LENET_RUNS_DIR", str(root))
+    return folders
+
+
+def test_run_folders_are_offered_to_their_browser_and_used(run_folders):
+    """Runs from the command line (no owner) are offered to every browser, a browser's own runs
+    only to it; a folder whose checkpoint is damaged is left out, silently."""
+    at = open_draw("browser-a")
+    labels = at.selectbox(key="model").options
+    assert at.selectbox(key="model").value == "shipped:digits"  # the shipped model stays the default
+    assert any(label.startswith("always-three (saved run, MNIST digits") for label in labels), labels
+    assert any(label.startswith("mine (your run, MNIST digits") for label in labels), labels
+    assert any(label.startswith("mine too (your run, MNIST digits") for label in labels), labels
+    assert not any(label.startswith(("theirs", "broken")) for label in labels), labels
+    assert not at.warning and not at.error
+
+    at.selectbox(key="model").set_value(f"run:{run_folders['cli'].id}").run()
+    draw(at, "7")
     assert prediction(at) == "3"
+
+    # Guided methods are offered for a ReLU network only.
+    at.selectbox(key="model").set_value(f"run:{run_folders['a'].id}").run()
+    assert not at.exception
+    assert at.selectbox(key="draw.attr.method").options == [label for label, _ in METHODS.values()]
+    at.selectbox(key="draw.attr.method").set_value("guided_gradcam").run()
+    assert attribution_caption(at).startswith("**Guided Grad-CAM** for ")
+    # A tanh network has no guided methods: the choice falls back to one it has.
+    at.selectbox(key="model").set_value(f"run:{run_folders['a2'].id}").run()
+    assert not at.exception
+    assert at.selectbox(key="draw.attr.method").options == [METHODS[m][0] for m in METHODS if "guided" not in m]
+    assert at.selectbox(key="draw.attr.method").value == "saliency"
+
+    other = open_draw("browser-b")
+    labels = other.selectbox(key="model").options
+    assert any(label.startswith("always-three (saved run") for label in labels), labels
+    assert any(label.startswith("theirs (your run") for label in labels), labels
+    assert not any(label.startswith(("mine", "broken")) for label in labels), labels
+    other.selectbox(key="model").set_value(f"run:{run_folders['b'].id}").run()
+    draw(other, "7")
+    methods = other.selectbox(key="draw.attr.method").options
+    assert methods == [METHODS[m][0] for m in METHODS if "guided" not in m]
+    assert "Guided Backpropagation" not in methods and len(methods) == 4
