@@ -68,7 +68,7 @@ def main(argv=None):
                 times.append(seconds)
                 print(f"run {i + 1}: Start to the first loss point {seconds:.2f} s")
                 wait_for_app(page)
-                page.get_by_role("button", name="Stop", exact=True).click()
+                page.get_by_test_id("stMain").get_by_role("button", name="Stop", exact=True).click()
                 page.get_by_role("heading", name=re.compile(r"· (stopped|finished)$")).wait_for(timeout=30_000)
                 wait_for_app(page)
                 page.wait_for_timeout(1000)

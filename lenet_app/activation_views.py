@@ -185,14 +185,14 @@ def compare(entry, data, error, show: Display) -> None:
         both = (float(min(ma.min(), mb.min())), float(max(ma.max(), mb.max())))
         ncols = maps.grid_shape(ma.shape[0], 4)[1]
         st.subheader(f"conv{layer}: {ma.shape[0]} maps of {ma.shape[1]}x{ma.shape[2]} ({show.stage})", divider="gray")
-        for col, title, m, kw in zip(
-                st.columns(3), ("A", "B", "A − B (difference)"), (ma, mb, ma - mb),
+        for col, part, title, m, kw in zip(
+                st.columns(3), ("a", "b", "diff"), ("A", "B", "A − B (difference)"), (ma, mb, ma - mb),
                 (dict(diverging=div, value_range=both), dict(diverging=div, value_range=both),
                  dict(diverging=True))):
             with col:
                 st.markdown(f"**{title}**")
                 st.plotly_chart(maps.map_grid(m, per_map=show.per_map, ncols=ncols, width_px=320, **kw),
-                                theme="streamlit", config={"displayModeBar": False}, key=f"act_cmp{layer}_{title[:2]}")
+                                theme="streamlit", config={"displayModeBar": False}, key=f"act_cmp{layer}_{part}")
         st.caption(f"{colour_note(show.per_map, div, 'all maps of A and B, so they compare directly')}. "
                    "Difference: red where A responds more, blue where B does.")
 

@@ -151,10 +151,10 @@ def test_compare_pullover_and_coat(with_data):
     assert at.selectbox(key="act_a_class").value == "Pullover"
     assert at.selectbox(key="act_b_class").value == "Coat"
     assert headings(at)[:2] == ["Input A", "Input B"]
-    assert chart_keys(at) == ["act_cmp1_A", "act_cmp1_B", "act_cmp1_A ", "act_cmp2_A", "act_cmp2_B", "act_cmp2_A "]
+    assert chart_keys(at) == ["act_cmp1_a", "act_cmp1_b", "act_cmp1_diff", "act_cmp2_a", "act_cmp2_b", "act_cmp2_diff"]
     assert "Difference" in captions(at)
     a, b, diff = (array(chart(at, key)["data"][0]["z"]).astype(float)
-                  for key in ("act_cmp1_A", "act_cmp1_B", "act_cmp1_A "))
+                  for key in ("act_cmp1_a", "act_cmp1_b", "act_cmp1_diff"))
     assert np.allclose(diff, a - b, equal_nan=True)  # the third grid is A minus B, map by map
     at.radio(key="act_b_source").set_value("Average of N test images").run()
     assert not at.exception and len(at.get("plotly_chart")) == 6

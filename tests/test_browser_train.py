@@ -62,7 +62,7 @@ def stops_growing(page, timeout_s: float = 15) -> bool:
 
 
 def stop_shown_run(page):
-    stop = page.get_by_role("button", name="Stop", exact=True)
+    stop = page.get_by_test_id("stMain").get_by_role("button", name="Stop", exact=True)
     if stop.is_visible():
         stop.click()
     expect(page.get_by_text(re.compile(r"· (stopped|finished)$")).first).to_be_visible(timeout=20_000)
@@ -167,7 +167,7 @@ def overlaps(a, b) -> bool:
 def check_layout(page, name):
     page.wait_for_timeout(1200)  # the charts follow their containers' new widths
     titles = [box for box in boxes(page, ".lenet-live-panel .gtitle") if box[2] > box[0]]
-    assert len(titles) == 3, titles
+    assert len(titles) == 6, titles  # loss per step, per epoch, accuracy; units, spread, gradients
     assert not any(overlaps(p, q) for i, p in enumerate(titles) for q in titles[i + 1:]), titles
     panel = boxes(page, ".lenet-live-panel")[0]
     runs_heading = page.get_by_role("heading", name="Your runs").bounding_box()

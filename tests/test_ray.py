@@ -37,7 +37,10 @@ def contents(run: Run) -> dict:
     timing = ("samples_per_s", "epoch_time")
     return {"status": info.status, "epochs": [{k: v for k, v in m.to_dict().items() if k not in timing}
                                               for m in run.epochs()],
-            "steps": run.steps()[1].tolist(), "final": info.final, "files": sorted(p.name for p in run.path.iterdir())}
+            "steps": run.steps()[1].tolist(), "final": info.final,
+            # TensorBoard names its files by time and host: the same file, another name
+            "files": sorted("events.out.tfevents" if p.name.startswith("events.out.tfevents") else p.name
+                            for p in run.path.iterdir())}
 
 
 def test_the_cli_trains_on_ray_into_the_same_folder_the_local_pool_writes(data_dir, tmp_path, monkeypatch, capsys):
