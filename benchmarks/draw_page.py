@@ -18,6 +18,7 @@ CANVAS_COMPONENT = "streamlit_drawable_canvas"
 CANVAS_STATE = "drawing"                    # the component's setStateValue("drawing", {raw, data})
 CLEAR_LABEL = "Clear"
 PREDICTION = re.compile(r'class="draw-prediction"[^>]*?data-update="(\d+)"[^>]*>([^<]*)<')
+SERVER_TIME = re.compile(r"computed in (\d+) ms")  # the caption with the server's time for the run
 
 # Digits as strokes (polylines in fractions of the canvas), each drawn one stroke at a time.
 DIGITS: dict[str, list[list[tuple[float, float]]]] = {
@@ -71,7 +72,11 @@ class DrawTab:
 
     async def draw(self, strokes) -> Request:
         """The canvas after `strokes` (all of them so far), sent as the component does on mouse-up."""
-        self.s.set_component_state(self.canvas().widget_id, CANVAS_STATE, canvas_drawing(strokes))
+        return await self.send_drawing(canvas_drawing(strokes))
+
+    async def send_drawing(self, drawing: dict) -> Request:
+        """`draw` with the drawing made beforehand (st_client.canvas_drawing): no PNG encoding now."""
+        self.s.set_component_state(self.canvas().widget_id, CANVAS_STATE, drawing)
         return await self.s.rerun()
 
     async def clear(self, timeout: float | None = None) -> Run:
@@ -90,6 +95,14 @@ class DrawTab:
                 if e.kind == "markdown" and (p := parse_prediction(e.proto.body)):
                     self.last_update = max(self.last_update, p[0])
                     return Answer(e.t, *p)
+        return None
+
+    @staticmethod
+    def server_ms(run: Run) -> int | None:
+        """The page's own time for a run, from its caption."""
+        for e in run.elements.values():
+            if e.kind == "markdown" and (m := SERVER_TIME.search(e.proto.body)):
+                return int(m.group(1))
         return None
 
     async def wait_answer(self, request: Request, timeout: float | None = None) -> Answer:
