@@ -18,6 +18,7 @@ kinds of client see comparable latencies. The last line is
 
     LENET_DATA_DIR=../shared/data python benchmarks/classroom_load.py [--sessions 1,10,20,30,40]
         [--trainings 1] [--strokes 10] [--server-env STREAMLIT_RUNNER_POST_SCRIPT_GC=true] [--quick]
+        [--compare-env STREAMLIT_RUNNER_POST_SCRIPT_GC=true]   # A/B against a second server
 """
 from __future__ import annotations
 
@@ -223,8 +224,9 @@ def start_trainings(server: AppServer, m: int, work: Path, data_dir: str, tag: s
         log = work / f"training-{tag}-{i}.log"
         cmd = ["nice", "-n", "10", sys.executable, "-m", "lenet_core", "train", "--preset", "classic",
                "--epochs", "200", "--out", str(work / "runs" / f"{tag}-{i}"), "--data-dir", data_dir]
-        procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=open(log, "wb"), text=True,
-                                      env={**os.environ, "PYTHONUNBUFFERED": "1"}))
+        with open(log, "wb") as err:  # (the child keeps its own copy of the handle)
+            procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
+                                          env={**os.environ, "PYTHONUNBUFFERED": "1"}))
         logs.append(log)
     return Trainings(procs, logs)
 
@@ -254,6 +256,7 @@ class Student:
     session_errors: list[str] = field(default_factory=list)
     disconnected: str | None = None
     bytes_in: int = 0
+    media: tuple[int, int] = (0, 0)  # images fetched, images gone before they were fetched (404)
 
 
 def make_plan(rng: random.Random, strokes: int) -> list:
@@ -299,6 +302,7 @@ async def student(url: str, st: Student, rng: random.Random, opts) -> None:
         for rec in st.strokes:  # what arrived, also after an error
             await resolve(tab, rec, opts.timeout, wait=False)
         st.session_errors, st.bytes_in = list(s.errors), s.bytes_in
+        st.media = (s.media_fetched, s.media_missed)
         st.disconnected = s.closed
         await s.close()
 
@@ -516,7 +520,9 @@ def describe(p: PhaseResult, trainings: Trainings | None, baseline: float | None
              f" run finished p95 {percentile(fin, 95):.0f} ms; page's own time p50 {percentile(srv, 50):.0f}"
              f" p95 {percentile(srv, 95):.0f} ms)",
              f"       failures {sum(f.values())} ({', '.join(f'{k} {v}' for k, v in f.items())});"
-             f" page load p95 {percentile(loads, 95):.0f} ms; Clear p95 {percentile(clears, 95):.0f} ms"]
+             f" page load p95 {percentile(loads, 95):.0f} ms; Clear p95 {percentile(clears, 95):.0f} ms;"
+             f" images gone before fetched {sum(st.media[1] for st in p.students)}"
+             f" of {sum(sum(st.media) for st in p.students)}"]
     if trainings is not None:
         rates = trainings.rates(p.t0, p.t1)
         if all(r is not None for r in rates) and baseline:
@@ -558,6 +564,9 @@ def parse_args():
     ap.add_argument("--server-env", nargs="*", default=[], metavar="NAME=VALUE",
                     help="extra environment for the server, e.g. STREAMLIT_RUNNER_POST_SCRIPT_GC=true "
                          "(streamlit run reads STREAMLIT_<SECTION>_<OPTION> as its command-line flag)")
+    ap.add_argument("--compare-env", nargs="*", default=[], metavar="NAME=VALUE",
+                    help="A/B: also start a second server with this extra environment and run each N on both, "
+                         "alternating (memory and Chromium checks stay on the first)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-seconds", type=int, default=900, help="stop everything after this long")
     ap.add_argument("--quick", action="store_true", help="a short smoke run (under 2 minutes)")
@@ -575,13 +584,25 @@ def parse_args():
     return args
 
 
-async def measure(server: AppServer, args, trainings: Trainings | None, baseline: float | None) -> list[PhaseResult]:
+async def measure(server: AppServer, args, trainings: Trainings | None, baseline: float | None,
+                  other: AppServer | None = None) -> list[PhaseResult]:
     pid = server.proc.pid
     phases = []
     for i, n in enumerate(args.sizes):
-        phase = await classroom(server.url, pid, n, args, seed=args.seed + i)
+        if other is None:
+            phase = await classroom(server.url, pid, n, args, seed=args.seed + i)
+            print("\n".join(describe(phase, trainings, baseline)), flush=True)
+        else:
+            # A/B: the same class on both servers, one after the other, in alternating order so
+            # that a busy neighbour on a shared machine hurts both alike.
+            pair = [("A", server), ("B", other)][:: 1 if i % 2 == 0 else -1]
+            for label, srv in pair:
+                result = await classroom(srv.url, srv.proc.pid, n, args, seed=args.seed + i)
+                if label == "A":
+                    phase = result
+                lines = describe(result, trainings, baseline)
+                print("\n".join([f"{label} {lines[0]}"] + [f"  {line}" for line in lines[1:]]), flush=True)
         phases.append(phase)
-        print("\n".join(describe(phase, trainings, baseline)), flush=True)
     before, after, failed = await memory_flat(server.url, pid, args.memory_sessions, args)
     print(f"memory flat: {args.memory_sessions} sessions opened, drawn on and closed: server RSS {before:.0f} -> "
           f"{after:.0f} MB ({after - before:+.0f} MB, {(after - before) / max(1, args.memory_sessions):+.1f} MB a "
@@ -627,11 +648,16 @@ def main():
           f"{args.interval[0]:g}-{args.interval[1]:g} s; data {args.data_dir}; server env {args.server_env or '-'}; "
           f"{os.cpu_count()} CPUs", flush=True)
     server = start_app(env)
+    other = None
+    if args.compare_env:
+        other = start_app({**env, **dict(a.split("=", 1) for a in args.compare_env)})
+        print(f"A/B: A is the server above, B the same with {args.compare_env}", flush=True)
     trainings = baseline = None
     phases: list[PhaseResult] = []
     try:
         # Warm up: the first Draw run imports torch and plotly and loads the models.
-        asyncio.run(memory_flat(server.url, server.proc.pid, 1, args))
+        for srv in [server] + ([other] if other else []):
+            asyncio.run(memory_flat(srv.url, srv.proc.pid, 1, args))
         if args.trainings:
             alone = start_trainings(server, 1, work, args.data_dir, tag="alone")
             try:
@@ -640,21 +666,24 @@ def main():
                 alone.wait_epochs(2 if args.quick else 3, 120)
                 cores = meter.cores()
                 rates = sorted(e.rate for e in alone.epochs[0][1:])
-                baseline = rates[len(rates) // 2]  # the median epoch: this machine may be shared
+                baseline = rates[len(rates) // 2] if rates else None  # the median epoch: the machine may be shared
             finally:
                 alone.stop()
-            print(f"one training alone (server idle): {baseline:,.0f} samples/s (median of epochs "
+            print(f"one training alone (server idle): "
+                  f"{f'{baseline:,.0f} samples/s' if baseline else 'no epoch within 2 minutes'} (median of epochs "
                   f"{', '.join(f'{r:,.0f}' for r in rates)}); other processes on this machine used "
                   f"{cores['other processes']:.2f} cores meanwhile", flush=True)
             trainings = start_trainings(server, args.trainings, work, args.data_dir)
             args.training_pids = [p.pid for p in trainings.procs]
             trainings.wait_epochs(1, 120)
-        phases = asyncio.run(measure(server, args, trainings, baseline))
+        phases = asyncio.run(measure(server, args, trainings, baseline, other))
     finally:
         signal.alarm(0)
         if trainings is not None:
             trainings.stop()
         server.stop()
+        if other is not None:
+            other.stop()
     print(f"took {time.perf_counter() - started:.0f} s; server log {server.log_path}; work folder {work}")
     last = phases[-1]
     print(f"canvas_p95_ms {percentile(last.latencies(), 95):.0f} sessions {last.n} trainings {args.trainings}")

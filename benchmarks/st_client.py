@@ -41,7 +41,6 @@ import asyncio
 import base64
 import io
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -148,6 +147,7 @@ class Session:
         self.page_script_hash = ""
         self.errors: list[str] = []
         self.bytes_in = self.msgs_in = 0
+        self.media_fetched = self.media_missed = 0
         self.closed: str | None = None           # why the connection ended, once it has
         self._values: dict[str, WidgetState] = {}  # widget id -> state as the browser holds it
         self._components: dict[str, dict] = {}     # bidi component id -> its state dict
@@ -182,7 +182,7 @@ class Session:
         if self._reader is not None:
             try:
                 await asyncio.wait_for(self._reader, 5)
-            except (asyncio.TimeoutError, Exception):
+            except Exception:  # (a timeout included)
                 self._reader.cancel()
         for task in list(self._media):
             task.cancel()
@@ -276,8 +276,14 @@ class Session:
             await writer.drain()
             head = await asyncio.wait_for(reader.read(), self.timeout)
             writer.close()
-            if not head.startswith(b"HTTP/1.1 200"):
+            if head.startswith(b"HTTP/1.1 404"):
+                # The session's next run replaced the image before it was fetched (the server
+                # forgets a run's media once a newer run ends): a browser would show it broken.
+                self.media_missed += 1
+            elif not head.startswith(b"HTTP/1.1 200"):
                 self.errors.append(f"GET {path}: {head[:40]!r}")
+            else:
+                self.media_fetched += 1
         except (OSError, asyncio.TimeoutError) as e:
             self.errors.append(f"GET {path}: {type(e).__name__}")
 
