@@ -212,21 +212,25 @@ class Trainings:
                 p.wait(timeout=10)
 
 
-def start_trainings(server: AppServer, m: int, work: Path, data_dir: str, tag: str = "load") -> Trainings:
+def start_trainings(server: AppServer, m: int, work: Path, data_dir: str, tag: str = "load",
+                    threads: int | None = None) -> Trainings:
     """Start m trainings that compete with `server` for the CPU, as a class's trainings would.
 
     For now each is a CLI training at lower priority (nice 10), 200 epochs of the chapter's
     classic LeNet on Fashion-MNIST, stopped by Trainings.stop(). When the app has its own training
     pool, this is the one place to change: queue m runs in the app's store instead (`server` is
-    passed for that), and fill Trainings.epochs from their progress."""
+    passed for that), and fill Trainings.epochs from their progress. `threads`: torch's threads per
+    training (OMP_NUM_THREADS; default torch's own, one per core)."""
     procs, logs = [], []
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     for i in range(m):
         log = work / f"training-{tag}-{i}.log"
         cmd = ["nice", "-n", "10", sys.executable, "-m", "lenet_core", "train", "--preset", "classic",
                "--epochs", "200", "--out", str(work / "runs" / f"{tag}-{i}"), "--data-dir", data_dir]
         with open(log, "wb") as err:  # (the child keeps its own copy of the handle)
-            procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
-                                          env={**os.environ, "PYTHONUNBUFFERED": "1"}))
+            procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True, env=env))
         logs.append(log)
     return Trainings(procs, logs)
 
@@ -552,6 +556,7 @@ def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", default="1,10,20,30,40", help="numbers of concurrent students, e.g. 1,10,30")
     ap.add_argument("--trainings", type=int, default=1, help="trainings running meanwhile (default 1)")
+    ap.add_argument("--training-threads", type=int, help="torch threads per training (default: one per core)")
     ap.add_argument("--strokes", type=int, default=10, help="strokes per student (default 10)")
     ap.add_argument("--interval", default="1.0,2.0", help="seconds between a student's actions, min,max")
     ap.add_argument("--ramp", type=float, default=3.0, help="students arrive over this many seconds")
@@ -644,7 +649,8 @@ def main():
     env = {"LENET_DATA_DIR": args.data_dir, "LENET_RUNS_DIR": str(work / "runs"),
            "LENET_CACHE_DIR": str(work / "cache"),
            **dict(a.split("=", 1) for a in args.server_env)}
-    print(f"classroom load: sessions {args.sizes}, trainings {args.trainings}, {args.strokes} strokes each every "
+    print(f"classroom load: sessions {args.sizes}, trainings {args.trainings}"
+          f"{f' ({args.training_threads} threads each)' if args.training_threads else ''}, {args.strokes} strokes each every "
           f"{args.interval[0]:g}-{args.interval[1]:g} s; data {args.data_dir}; server env {args.server_env or '-'}; "
           f"{os.cpu_count()} CPUs", flush=True)
     server = start_app(env)
@@ -659,7 +665,7 @@ def main():
         for srv in [server] + ([other] if other else []):
             asyncio.run(memory_flat(srv.url, srv.proc.pid, 1, args))
         if args.trainings:
-            alone = start_trainings(server, 1, work, args.data_dir, tag="alone")
+            alone = start_trainings(server, 1, work, args.data_dir, tag="alone", threads=args.training_threads)
             try:
                 alone.wait_epochs(1, 120)  # the first epoch has one-off costs
                 meter = CpuMeter(server.proc.pid, [p.pid for p in alone.procs])
@@ -673,7 +679,7 @@ def main():
                   f"{f'{baseline:,.0f} samples/s' if baseline else 'no epoch within 2 minutes'} (median of epochs "
                   f"{', '.join(f'{r:,.0f}' for r in rates)}); other processes on this machine used "
                   f"{cores['other processes']:.2f} cores meanwhile", flush=True)
-            trainings = start_trainings(server, args.trainings, work, args.data_dir)
+            trainings = start_trainings(server, args.trainings, work, args.data_dir, threads=args.training_threads)
             args.training_pids = [p.pid for p in trainings.procs]
             trainings.wait_epochs(1, 120)
         phases = asyncio.run(measure(server, args, trainings, baseline, other))
