@@ -10,7 +10,7 @@ What the protocol is, as far as this client needs it (Streamlit 1.67, Starlette/
   its 2nd and 3rd entries, both optional. XSRF is only checked for an auth cookie, and a
   connection without an Origin header is allowed, so no cookie, token or header is needed.
 - Every frame is binary protobuf: the client sends `BackMsg`, the server sends `ForwardMsg`,
-  one per frame.
+  one per frame, uncompressed unless server.enableWebsocketCompression is on (off by default).
 - A script run is asked for with `BackMsg.rerun_script` (a `ClientState`): the first one names
   the page as the URL does (`page_name="draw"`, no hash); later ones give `page_script_hash`
   (of the page shown: from the run's `navigation` message, which st.navigation sends, else
@@ -168,9 +168,11 @@ class Session:
         await self.close()
 
     async def connect(self) -> None:
-        # No Origin header (allowed for non-browser clients), no proxy: loopback only.
+        # No Origin header (allowed for non-browser clients), no proxy: loopback only. The client
+        # offers permessage-deflate as browsers do; the server takes it only when
+        # server.enableWebsocketCompression is on (off by default).
         self._ws = await asyncio.wait_for(
-            connect(self.ws_url, subprotocols=["streamlit"], max_size=None, compression=None,
+            connect(self.ws_url, subprotocols=["streamlit"], max_size=None, compression="deflate",
                     open_timeout=self.timeout, proxy=None), self.timeout)
         if self._ws.subprotocol != "streamlit":
             raise ProtocolError(f"server chose subprotocol {self._ws.subprotocol!r}")
