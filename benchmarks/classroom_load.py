@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import random
 import re
@@ -432,6 +433,18 @@ WS_HOOKS_PREDICTION = """(() => {
 })();"""
 
 
+def network_latency_ms(frames: list, target: int) -> float:
+    """From the first frame sent (the drawing) to the first received frame holding the prediction
+    numbered `target` or later, in DevTools timestamps (seconds); NaN when either is missing."""
+    sent = next((t for kind, t, _ in frames if kind == "sent"), None)
+    for kind, t, payload in frames:
+        if kind == "recv" and sent is not None and t >= sent:
+            m = re.search(rb'class="draw-prediction"[^>]*?data-update="(\d+)"', base64.b64decode(payload))
+            if m and int(m.group(1)) >= target:
+                return (t - sent) * 1000
+    return float("nan")
+
+
 def browser_strokes(url: str, strokes: int, seed: int, ready: threading.Event, out: list, errors: list) -> None:
     """One Chromium drawing on /draw: per stroke, in ms, mouse-up to prediction shown, drawing sent to
     prediction shown, and drawing sent to the prediction's message received; timed inside the page
@@ -449,6 +462,14 @@ def browser_strokes(url: str, strokes: int, seed: int, ready: threading.Event, o
                 page = chromium.new_page(viewport={"width": 1400, "height": 1000})
                 page.set_default_timeout(30_000)
                 page.add_init_script(WS_HOOKS_PREDICTION)
+                # The websocket's frames as Chromium's network stack saw them (DevTools protocol),
+                # with its timestamps: free of the page's main-thread delays.
+                frames: list = []
+                cdp = page.context.new_cdp_session(page)
+                cdp.send("Network.enable")
+                cdp.on("Network.webSocketFrameSent", lambda ev: frames.append(("sent", ev["timestamp"], "")))
+                cdp.on("Network.webSocketFrameReceived",
+                       lambda ev: frames.append(("recv", ev["timestamp"], ev["response"]["payloadData"])))
                 page.goto(f"{url}/draw")
                 page.wait_for_selector("canvas.upper-canvas")
                 wait_for_app(page)
@@ -463,8 +484,10 @@ def browser_strokes(url: str, strokes: int, seed: int, ready: threading.Event, o
                         page.get_by_text("Draw a digit on the black canvas").wait_for()
                         wait_for_app(page)
                     box = canvas_box(page)
+                    target = current_update(page) + 1
                     page.evaluate("n => { window.__target = n; for (const k of ['__seen', '__up', '__sent', '__recv',"
-                                  " '__first', '__pred', '__predMsg']) window[k] = null; }", current_update(page) + 1)
+                                  " '__first', '__pred', '__predMsg']) window[k] = null; }", target)
+                    mark = len(frames)
                     stroke(page, SHAPES[i % len(SHAPES)], box)
                     try:
                         page.wait_for_function("() => window.__pred !== null", polling="raf", timeout=20_000)
@@ -472,8 +495,10 @@ def browser_strokes(url: str, strokes: int, seed: int, ready: threading.Event, o
                         errors.append(f"stroke {i + 1}: no prediction within 20 s")
                         wait_for_app(page)
                         continue
-                    out.append(page.evaluate("() => [window.__pred - window.__up, window.__pred - window.__sent,"
-                                             " window.__predMsg == null ? NaN : window.__predMsg - window.__sent]"))
+                    page.wait_for_timeout(50)  # (the frame events come in before this returns)
+                    row = page.evaluate("() => [window.__pred - window.__up, window.__pred - window.__sent,"
+                                        " window.__predMsg == null ? NaN : window.__predMsg - window.__sent]")
+                    out.append(row + [network_latency_ms(frames[mark:], target)])
                     wait_for_app(page)
             finally:
                 ready.set()
@@ -614,11 +639,12 @@ async def measure(server: AppServer, args, trainings: Trainings | None, baseline
           f"session; {failed} failed; closed sessions stay {server_ttl()} s for a reconnect)", flush=True)
     if args.browsers:
         phase, rows, errors = await browser_check(server.url, pid, args)
-        up, sent, msg = ([r[k] for r in rows if r[k] == r[k]] for k in range(3))  # (r == r: not NaN)
+        up, sent, msg, net = ([r[k] for r in rows if r[k] == r[k]] for k in range(4))  # (r == r: not NaN)
         print(f"Chromium check: {args.browsers} browser(s) beside {args.browser_sessions} protocol sessions, "
               f"{len(rows)} browser strokes{' (' + '; '.join(errors[:3]) + ')' if errors else ''}:\n"
-              f"                browser drawing sent->prediction message p50 {percentile(msg, 50):.0f} "
-              f"p95 {percentile(msg, 95):.0f} ms, ->shown p50 {percentile(sent, 50):.0f} "
+              f"                browser drawing sent->prediction frame (network, DevTools) p50 "
+              f"{percentile(net, 50):.0f} p95 {percentile(net, 95):.0f} ms; in the page: ->message handled p50 "
+              f"{percentile(msg, 50):.0f} p95 {percentile(msg, 95):.0f} ms, ->shown p50 {percentile(sent, 50):.0f} "
               f"p95 {percentile(sent, 95):.0f} ms; mouse-up->shown p50 {percentile(up, 50):.0f} "
               f"p95 {percentile(up, 95):.0f} ms (the canvas waits 200 ms before sending)", flush=True)
         if phase is not None:

@@ -47,6 +47,7 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ClientState_pb2 import ContextInfo
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 from websockets.asyncio.client import connect
@@ -142,6 +143,9 @@ class Session:
         self.host, self.port = u.hostname or "127.0.0.1", u.port or 80
         self.ws_url = f"ws://{self.host}:{self.port}{u.path.rstrip('/')}{STREAM_PATH}"
         self.timeout, self.fetch_media, self.name = timeout, fetch_media, name
+        # What a browser tells the server about itself with each request (st.context).
+        self.context_info = ContextInfo(timezone="UTC", timezone_offset=0, locale="en-US", is_embedded=False,
+                                        color_scheme="light", url=f"http://{self.host}:{self.port}{u.path}")
         self.runs: list[Run] = []
         self.session_id: str | None = None
         self.page_script_hash = ""
@@ -331,9 +335,11 @@ class Session:
         cs.query_string = ""
         if page_name:
             cs.page_name = page_name        # as the browser's first request, from the URL path
+            self.context_info.url = f"http://{self.host}:{self.port}/{page_name}"
         else:
             cs.page_script_hash = self.page_script_hash
         cs.widget_states.widgets.extend(self.widget_states())
+        cs.context_info.CopyFrom(self.context_info)
         self._triggers.clear()
         # No cached_message_hashes: the server then never answers with a ref_hash.
         self._awaiting_start = True
@@ -393,39 +399,59 @@ def png_data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def _points(strokes, size: int, per_segment: int = 1) -> list[list[tuple[float, float]]]:
+    """Strokes in pixels, each segment cut into `per_segment` pieces (a mouse moves in small steps)."""
+    out = []
+    for pts in strokes:
+        xy = [(pts[0][0] * size, pts[0][1] * size)]
+        for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+            xy += [((x0 + (x1 - x0) * k / per_segment) * size, (y0 + (y1 - y0) * k / per_segment) * size)
+                   for k in range(1, per_segment + 1)]
+        out.append(xy)
+    return out
+
+
 def canvas_png(strokes: list[list[tuple[float, float]]], size: int = 280, width: int = 18) -> bytes:
-    """The PNG the canvas sends with return_image_data=True: white strokes on black, RGBA.
-    Strokes are polylines in fractions of the canvas size."""
+    """The PNG the canvas sends with return_image_data=True: white strokes on black, RGBA, with
+    antialiased edges like the browser's (nearly as large: 3-5 KB for a digit, Chromium's 5-7 KB). Strokes are
+    polylines in fractions of the canvas size."""
     from PIL import Image, ImageDraw
 
-    img = Image.new("RGBA", (size, size), (0, 0, 0, 255))
+    scale = 4  # drawn 4x larger, then shrunk: antialiasing
+    img = Image.new("RGBA", (size * scale, size * scale), (0, 0, 0, 255))
     draw = ImageDraw.Draw(img)
-    for pts in strokes:
-        xy = [(x * size, y * size) for x, y in pts]
-        draw.line(xy, fill=(255, 255, 255, 255), width=width, joint="curve")
+    w = width * scale
+    for xy in _points(strokes, size * scale):
+        draw.line(xy, fill=(255, 255, 255, 255), width=w, joint="curve")
         for x, y in (xy[0], xy[-1]):  # round caps, as the canvas draws them
-            draw.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=(255, 255, 255, 255))
+            draw.ellipse((x - w / 2, y - w / 2, x + w / 2, y + w / 2), fill=(255, 255, 255, 255))
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    img.resize((size, size), Image.Resampling.BOX).save(buf, format="PNG", compress_level=1)  # fast, as browsers
     return buf.getvalue()
 
 
 def fabric_paths(strokes: list[list[tuple[float, float]]], size: int = 280, width: int = 18) -> dict:
     """A stand-in for the canvas's fabric.js JSON (the `raw` half of its state): one path object
-    per stroke, with the fields fabric sends. The app does not read it; it is sent for its size."""
+    per stroke, with the fields fabric 7 sends and about as many points as a mouse stroke.
+    The app does not read it; it is sent for its size."""
     objects = []
-    for pts in strokes:
-        xy = [(round(x * size, 1), round(y * size, 1)) for x, y in pts]
-        path = [["M", *xy[0]]] + [["Q", *a, round((a[0] + b[0]) / 2, 1), round((a[1] + b[1]) / 2, 1)]
+    for pts in _points(strokes, size, per_segment=10):
+        xy = [(round(x, 3), round(y, 3)) for x, y in pts]
+        path = [["M", *xy[0]]] + [["Q", *a, round((a[0] + b[0]) / 2, 3), round((a[1] + b[1]) / 2, 3)]
                                   for a, b in zip(xy, xy[1:])] + [["L", *xy[-1]]]
         xs, ys = [p[0] for p in xy], [p[1] for p in xy]
-        objects.append({"type": "path", "version": "6.0.0", "originX": "left", "originY": "top",
-                        "left": min(xs) - width / 2, "top": min(ys) - width / 2,
-                        "width": max(xs) - min(xs), "height": max(ys) - min(ys), "fill": None,
-                        "stroke": "#FFFFFF", "strokeWidth": width, "strokeLineCap": "round",
-                        "strokeLineJoin": "round", "scaleX": 1, "scaleY": 1, "angle": 0,
-                        "opacity": 1, "visible": True, "path": path})
-    return {"version": "6.0.0", "objects": objects, "background": "#000000"}
+        objects.append({
+            "lockMovementX": False, "lockMovementY": False, "lockRotation": False, "lockScalingX": False,
+            "lockScalingY": False, "lockSkewingX": False, "lockSkewingY": False, "lockScalingFlip": False,
+            "type": "Path", "version": "7.4.0", "originX": "center", "originY": "center",
+            "left": round((min(xs) + max(xs)) / 2, 4), "top": round((min(ys) + max(ys)) / 2, 4),
+            "width": round(max(xs) - min(xs), 4), "height": round(max(ys) - min(ys), 4), "fill": None,
+            "stroke": "#FFFFFF", "strokeWidth": width, "strokeDashArray": None, "strokeLineCap": "round",
+            "strokeDashOffset": 0, "strokeLineJoin": "round", "strokeUniform": False, "strokeMiterLimit": 10,
+            "scaleX": 1, "scaleY": 1, "angle": 0, "flipX": False, "flipY": False, "opacity": 1, "shadow": None,
+            "visible": True, "backgroundColor": "", "fillRule": "nonzero", "paintFirst": "fill",
+            "globalCompositeOperation": "source-over", "skewX": 0, "skewY": 0, "path": path})
+    return {"version": "7.4.0", "objects": objects, "background": "#000000"}
 
 
 def canvas_drawing(strokes: list[list[tuple[float, float]]]) -> dict:
