@@ -450,7 +450,7 @@ def browser_strokes(url: str, strokes: int, seed: int, ready: threading.Event, o
     prediction shown, and drawing sent to the prediction's message received; timed inside the page
     as benchmarks/canvas_latency.py does."""
     try:
-        from canvas_latency import INSTALL, SHAPES, current_update
+        from canvas_latency import CAPTION, INSTALL, SHAPES, current_update
         from playwright.sync_api import sync_playwright
 
         from browser import canvas_box, launch_chromium, stroke, wait_for_app
@@ -498,7 +498,12 @@ def browser_strokes(url: str, strokes: int, seed: int, ready: threading.Event, o
                     page.wait_for_timeout(50)  # (the frame events come in before this returns)
                     row = page.evaluate("() => [window.__pred - window.__up, window.__pred - window.__sent,"
                                         " window.__predMsg == null ? NaN : window.__predMsg - window.__sent]")
-                    out.append(row + [network_latency_ms(frames[mark:], target)])
+                    try:  # the page's own time for this run, from its last caption
+                        page.wait_for_function("() => window.__seen !== null", polling="raf", timeout=5_000)
+                        server_ms = float(CAPTION.search(page.evaluate("() => window.__text")).group(2))
+                    except Exception:
+                        server_ms = float("nan")
+                    out.append(row + [network_latency_ms(frames[mark:], target), server_ms])
                     wait_for_app(page)
             finally:
                 ready.set()
@@ -639,19 +644,22 @@ async def measure(server: AppServer, args, trainings: Trainings | None, baseline
           f"session; {failed} failed; closed sessions stay {server_ttl()} s for a reconnect)", flush=True)
     if args.browsers:
         phase, rows, errors = await browser_check(server.url, pid, args)
-        up, sent, msg, net = ([r[k] for r in rows if r[k] == r[k]] for k in range(4))  # (r == r: not NaN)
+        up, sent, msg, net, srv = ([r[k] for r in rows if r[k] == r[k]] for k in range(5))  # (r == r: not NaN)
         print(f"Chromium check: {args.browsers} browser(s) beside {args.browser_sessions} protocol sessions, "
               f"{len(rows)} browser strokes{' (' + '; '.join(errors[:3]) + ')' if errors else ''}:\n"
               f"                browser drawing sent->prediction frame (network, DevTools) p50 "
               f"{percentile(net, 50):.0f} p95 {percentile(net, 95):.0f} ms; in the page: ->message handled p50 "
               f"{percentile(msg, 50):.0f} p95 {percentile(msg, 95):.0f} ms, ->shown p50 {percentile(sent, 50):.0f} "
               f"p95 {percentile(sent, 95):.0f} ms; mouse-up->shown p50 {percentile(up, 50):.0f} "
-              f"p95 {percentile(up, 95):.0f} ms (the canvas waits 200 ms before sending)", flush=True)
+              f"p95 {percentile(up, 95):.0f} ms (the canvas waits 200 ms before sending); the page's own time "
+              f"for these runs p50 {percentile(srv, 50):.0f} p95 {percentile(srv, 95):.0f} ms", flush=True)
         if phase is not None:
             lat = phase.latencies()
+            own = [r.server_ms for r in phase.strokes if r.server_ms is not None]
             print(f"                protocol clients meanwhile: sent->prediction p50 {percentile(lat, 50):.0f} "
                   f"p95 {percentile(lat, 95):.0f} ms ({len(lat)}/{len(phase.strokes)} strokes answered, "
-                  f"{sum(phase.failures().values())} failures)", flush=True)
+                  f"{sum(phase.failures().values())} failures); the page's own time for their runs p50 "
+                  f"{percentile(own, 50):.0f} p95 {percentile(own, 95):.0f} ms", flush=True)
             print(next(line for line in describe(phase, None, None) if "CPU over" in line), flush=True)
     return phases
 
@@ -693,21 +701,22 @@ def main():
         if args.trainings:
             alone = start_trainings(server, 1, work, args.data_dir, tag="alone", threads=args.training_threads)
             try:
-                alone.wait_epochs(1, 120)  # the first epoch has one-off costs
+                alone.wait_epochs(1, 60)  # the first epoch has one-off costs
                 meter = CpuMeter(server.proc.pid, [p.pid for p in alone.procs])
-                alone.wait_epochs(2 if args.quick else 3, 120)
+                t0 = alone.epochs[0][-1].end if alone.epochs[0] else time.perf_counter()
+                alone.wait_epochs(2 if args.quick else 3, 30 if args.quick else 45)
                 cores = meter.cores()
-                rates = sorted(e.rate for e in alone.epochs[0][1:])
-                baseline = rates[len(rates) // 2] if rates else None  # the median epoch: the machine may be shared
+                rates = sorted(e.rate for e in alone.epochs[0] if e.end - e.seconds + 0.1 >= t0)
+                # The median epoch (the machine may be shared); with none whole, the part-epochs' rate.
+                baseline = rates[len(rates) // 2] if rates else alone.rates(t0, time.perf_counter())[0]
             finally:
                 alone.stop()
-            print(f"one training alone (server idle): "
-                  f"{f'{baseline:,.0f} samples/s' if baseline else 'no epoch within 2 minutes'} (median of epochs "
-                  f"{', '.join(f'{r:,.0f}' for r in rates)}); other processes on this machine used "
-                  f"{cores['other processes']:.2f} cores meanwhile", flush=True)
+            print(f"one training alone (server idle): {f'{baseline:,.0f} samples/s' if baseline else 'no epoch'} "
+                  f"(epochs {', '.join(f'{r:,.0f}' for r in rates) or 'none whole'}); other processes on this "
+                  f"machine used {cores['other processes']:.2f} cores meanwhile", flush=True)
             trainings = start_trainings(server, args.trainings, work, args.data_dir, threads=args.training_threads)
             args.training_pids = [p.pid for p in trainings.procs]
-            trainings.wait_epochs(1, 120)
+            trainings.wait_epochs(1, 60)
         phases = asyncio.run(measure(server, args, trainings, baseline, other))
     finally:
         signal.alarm(0)
