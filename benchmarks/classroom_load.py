@@ -638,10 +638,11 @@ async def measure(server: AppServer, args, trainings: Trainings | None, baseline
                 lines = describe(result, trainings, baseline)
                 print("\n".join([f"{label} {lines[0]}"] + [f"  {line}" for line in lines[1:]]), flush=True)
         phases.append(phase)
-    before, after, failed = await memory_flat(server.url, pid, args.memory_sessions, args)
-    print(f"memory flat: {args.memory_sessions} sessions opened, drawn on and closed: server RSS {before:.0f} -> "
-          f"{after:.0f} MB ({after - before:+.0f} MB, {(after - before) / max(1, args.memory_sessions):+.1f} MB a "
-          f"session; {failed} failed; closed sessions stay {server_ttl()} s for a reconnect)", flush=True)
+    if args.memory_sessions:
+        before, after, failed = await memory_flat(server.url, pid, args.memory_sessions, args)
+        print(f"memory flat: {args.memory_sessions} sessions opened, drawn on and closed: server RSS {before:.0f} -> "
+              f"{after:.0f} MB ({after - before:+.0f} MB, {(after - before) / max(1, args.memory_sessions):+.1f} MB "
+              f"a session; {failed} failed; closed sessions stay {server_ttl()} s for a reconnect)", flush=True)
     if args.browsers:
         phase, rows, errors = await browser_check(server.url, pid, args)
         up, sent, msg, net, srv = ([r[k] for r in rows if r[k] == r[k]] for k in range(5))  # (r == r: not NaN)
