@@ -18,7 +18,7 @@ CANVAS_COMPONENT = "streamlit_drawable_canvas"
 CANVAS_STATE = "drawing"                    # the component's setStateValue("drawing", {raw, data})
 CLEAR_LABEL = "Clear"
 PREDICTION = re.compile(r'class="draw-prediction"[^>]*?data-update="(\d+)"[^>]*>([^<]*)<')
-SERVER_TIME = re.compile(r"computed in (\d+) ms")  # the caption with the server's time for the run
+SERVER_TIME = re.compile(r'data-ms="(\d+)"')  # the prediction's data-ms: the server's time for the run
 
 # Digits as strokes (polylines in fractions of the canvas), each drawn one stroke at a time.
 DIGITS: dict[str, list[list[tuple[float, float]]]] = {
