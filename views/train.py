@@ -1,7 +1,8 @@
 """Train: set up a LeNet, train it on the server's workers, watch it learn, compare runs."""
 import streamlit as st
 
-from lenet_app import controls, run_views, runs, session
+from lenet_app import controls, live_panel, run_views, runs, session
+from lenet_app.server import serving
 from lenet_app.datasets import device_info, forget_data_failures, get_data, missing_data_markdown
 from lenet_app.uploads import upload_box
 from lenet_core.scenarios import load_scenarios
@@ -82,6 +83,8 @@ with right:
     if shown is None:
         st.info("Press **Start training**: the loss and accuracy curves appear here as the network learns.",
                 icon=":material/show_chart:")
+        live_panel.empty(config.epochs if config else 10, config.model.activation if config else "sigmoid",
+                         serving())
     else:
         run_views.panel(shown)
 

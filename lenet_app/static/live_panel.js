@@ -87,13 +87,14 @@ async function drain(panel) {
   }
 }
 
-// The run has ended (or its feed is gone): stop reading and ask Streamlit for one rerun.
+// The run has ended (or its feed is gone): stop reading and ask Streamlit for one rerun. A panel
+// drawn with no feed (a run that had ended already, or none yet) asks for nothing.
 function finish(panel) {
   if (panel.ended) return;
   panel.ended = true;
   clearInterval(panel.timer);
   panel.timer = null;
-  panel.setTriggerValue("ended", true);
+  if (panel.data.feed) panel.setTriggerValue("ended", true);
 }
 
 async function poll(panel) {
