@@ -1,8 +1,8 @@
 """Training speed with the Train page open in a browser and its charts streaming,
 against the same run from the CLI. The goal: at least 93% of the CLI's samples/s.
 
-In one process, alternating: (a) the CLI's path (lenet_core's Trainer on
-Fashion-MNIST, in this process, as `lenet train` runs it); (b) `streamlit run
+In one process, alternating: (a) the CLI's path (a run folder trained in this
+process, as `lenet train` trains it, recording included); (b) `streamlit run
 app.py` with Chromium on the Train page, the same settings, Start pressed (the
 server's worker process trains it), waiting until the run ends. Both numbers
 are the mean of the epochs' samples/s (time in the training loop, evaluation
@@ -34,7 +34,8 @@ import torch  # noqa: E402
 from lenet_core.data import load_dataset  # noqa: E402
 from lenet_core.model import preset  # noqa: E402
 from lenet_core.runs import Run  # noqa: E402
-from lenet_core.train import Trainer, TrainConfig, build_model, device_label, resolve_device  # noqa: E402
+from lenet_core.worker import train_run  # noqa: E402
+from lenet_core.train import TrainConfig, device_label, resolve_device  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -53,9 +54,12 @@ def cpu_seconds(names: set[str]) -> float:
     return total
 
 
-def cli_run(config: TrainConfig, data) -> float:
-    result = Trainer(config).fit(build_model(config), data)
-    return statistics.mean(m.samples_per_s for m in result.epochs)
+def cli_run(config: TrainConfig, data_dir) -> float:
+    """The run as `lenet train` trains it: in this process, into a run folder, recording its probes,
+    health and TensorBoard scalars as every run does."""
+    run = Run.create(config, Path(tempfile.mkdtemp(prefix="lenet-cli-")))
+    train_run(run.path, data_dir=data_dir)
+    return statistics.mean(m.samples_per_s for m in run.epochs())
 
 
 def set_up_page(page, url: str, config: TrainConfig) -> None:
@@ -144,7 +148,7 @@ def main(argv=None):
                 order = ("cli", "page") if r % 2 else ("page", "cli")
                 for which in order:
                     if which == "cli":
-                        cli.append(cli_run(config, data))
+                        cli.append(cli_run(config, args.data_dir))
                     else:
                         rate, updates, cores = page_run(page, tmp / "runs", args.timeout)
                         page_rates.append(rate)

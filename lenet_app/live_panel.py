@@ -23,7 +23,7 @@ from . import curves
 from .server import LIVE_URL, PLOTLY_URL
 
 STATIC = Path(__file__).parent / "static"
-REFRESH_S = 0.5
+REFRESH_S = 1.0  # how often a live panel reads its run: each read costs the browser CPU that training shares
 CHART_CONFIG = {"displaylogo": False, "responsive": True, "displayModeBar": "hover",
                 "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
 # Streamlit's light theme, as its own Plotly template draws it, so the panel matches other charts.

@@ -12,7 +12,7 @@ from .server import serving
 
 CURRENT = "train.current"
 OVERLAY_MAX = 8
-REFRESH_S = 3.0
+REFRESH_S = 10.0  # the list of runs refreshes itself this often while one trains (each costs the browser)
 
 
 def current(mine: list[RunInfo]) -> RunInfo | None:
@@ -53,7 +53,9 @@ def panel(info: RunInfo) -> None:
     elif info.status == "stopped":
         st.info(info.message, icon=":material/stop_circle:")
     live_panel.show(info, serving())
-    with st.expander("Epoch by epoch: the filters and maps as they form", icon=":material/slow_motion_video:"):
+    # A toggle, not an expander: an expander's content is drawn (and redrawn) even while closed.
+    if st.toggle("Epoch by epoch: watch the filters and maps form", key="train.scrubber", persist_state="session",
+                 help="Replays the conv layers' maps and filters of this run's probe images, epoch by epoch."):
         replay(info)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import streamlit as st
 
@@ -61,7 +62,17 @@ def start(config: TrainConfig, source: RunInfo | None = None) -> Run:
     run = (continue_from(Run(source.path), config, runs_root(), **owner) if source is not None
            else Run.create(config, runs_root(), **owner))
     executor().submit(run)
+    _wait_for_a_worker(run)
     return run
+
+
+def _wait_for_a_worker(run: Run, wait_s: float = 1.0) -> None:
+    """Give an idle worker a moment to take the run (about 0.3 s here), so that the page drawn
+    after Start shows it training already: its panel would otherwise ask for a second whole-page
+    rerun when it starts, CPU that the browser takes from training on a small machine."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and run.status().get("status") == "queued":
+        time.sleep(0.05)
 
 
 def add_upload(ckpt: Checkpoint, filename: str) -> Run:

@@ -15,6 +15,7 @@ from .settings import ConfigError
 from .train import Callback, EpochMetrics, FitResult, Trainer, TrainState, build_model, device_label, resolve_device
 
 LIVE_EVERY_S = 0.5   # how often a training run's curve and status reach its folder
+HEALTH_LIVE_EVERY_S = 3.0  # how often its health charts change there: each change is three charts redrawn
 
 _datasets: dict[tuple, ImageData] = {}
 _datasets_lock = threading.Lock()
@@ -80,6 +81,7 @@ class RunRecorder(Callback):
         self.epochs = [m.to_dict() for m in run.epochs()]
         self.last_flush = 0.0
         self.paused_s, self.pause_began = 0.0, None
+        self.health_live, self.health_written = [], 0.0
         self.status = "running"
 
     def on_fit_start(self, trainer, state):
@@ -149,8 +151,10 @@ class RunRecorder(Callback):
         train_s = now - self.t0 - paused
         done_here = self.step - self.steps_at_start
         rate = done_here * self.config.batch_size / train_s if train_s > 0 and done_here else None
+        if self.health and (force or now - self.health_written >= HEALTH_LIVE_EVERY_S):
+            self.health_live, self.health_written = list(self.health.live()), now
         self.run.write_live({"curve": self.curve.to_dict(), "epochs": self.epochs, "updated": time.time(),
-                             "health": self.health.live() if self.health else []})
+                             "health": self.health_live})
         self.run.set_status(self.status, message, steps_done=self.step, train_seconds=train_s,
                             samples_per_s=rate, **fields)
 
