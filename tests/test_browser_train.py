@@ -80,12 +80,12 @@ def test_a_run_streams_survives_reloads_and_obeys_pause_resume_stop(app_server, 
     first = last_step_when_changed(page, 0)
     grown = last_step_when_changed(page, first)
     assert grown > first
-    # While it trains, the panel reads the run's JSON about twice a second and moves its charts in
+    # While it trains, the panel reads the run's JSON about once a second and moves its charts in
     # place; the page itself does not rerun (the list of runs below refreshes on its own, every 3 s).
     page.evaluate("() => { document.querySelector('[data-chart=\"loss-per-step\"]')._lenetMark = 'first'; }")
     seen_reads = len(reads)
     page.wait_for_timeout(3000)
-    assert len(reads) - seen_reads >= 4, f"{len(reads) - seen_reads} reads in 3 s"
+    assert len(reads) - seen_reads >= 2, f"{len(reads) - seen_reads} reads in 3 s"  # about one a second
     assert page.evaluate("() => document.querySelector('[data-chart=\"loss-per-step\"]')._lenetMark") == "first"
     assert last_step_when_changed(page, grown) > grown
     screenshot(page, "train-running-1280")
@@ -133,8 +133,9 @@ def test_another_browser_neither_sees_nor_controls_a_run_and_its_own_waits(app_s
         long_run_settings(page_a)
         start(page_a)
         expect(page_a.get_by_role("heading", name=re.compile(r"· training$"))).to_be_visible(timeout=30_000)
-        run_url = next(r for r in page_a.evaluate("() => performance.getEntriesByType('resource').map(e => e.name)")
-                       if "/lenet/runs/" in r)
+        with page_a.expect_request(re.compile(r"/lenet/runs/.+/live")) as read:  # the panel's next read
+            pass
+        run_url = read.value.url
 
         open_train(page_b, app_server.url)
         expect(page_b.get_by_role("heading", name=re.compile(r"^modern · conv 64,64"))).to_have_count(0)
