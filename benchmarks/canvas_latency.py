@@ -2,9 +2,9 @@
 
 Starts `streamlit run app.py`, opens Draw, and draws strokes (clearing the canvas now and then, so
 the drawing and the prediction keep changing). For each stroke it times, inside the browser, from
-the mouseup event to the moment the page's "Update N · computed in M ms" caption shows the new N:
-that caption is the page's last element, so by then the prediction and bars have arrived. M, the
-server's own time for the run (top of the page script to its end), is collected too. The canvas
+the mouseup event to the moment the page's hidden last element (`.draw-done`, data-update N) shows
+the new N: by then the prediction and everything after it have arrived. Its data-ms, the server's
+own time for the run (top of the page script to its end), is collected too. The canvas
 itself waits 200 ms after mouse-up before it sends the drawing, so ~225 ms is the floor.
 
     python benchmarks/canvas_latency.py [--strokes 36] [--warmup 2]
@@ -24,7 +24,7 @@ from browser import canvas_box, launch_chromium, start_app, stroke, wait_for_app
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 GOALS = {"latency median": 350, "latency p95": 600, "server median": 50}
-CAPTION = re.compile(r"Update (\d+) · computed in (\d+) ms")
+DONE = re.compile(r'data-update="(\d+)" data-ms="(\d+)"')
 # Shapes as polylines in fractions of the canvas: each stroke changes the drawing.
 SHAPES = [
     [(0.3, 0.2), (0.72, 0.2), (0.45, 0.85)],                               # 7
@@ -45,10 +45,9 @@ INSTALL = """() => {
     const pred = document.querySelector('.draw-prediction');
     if (window.__pred === null && pred && +pred.dataset.update >= window.__target) window.__pred = performance.now();
     if (window.__seen !== null) return;
-    for (const el of document.querySelectorAll('[data-testid="stCaptionContainer"]')) {
-      const m = el.textContent.match(/Update (\\d+) · computed in (\\d+) ms/);
-      if (m && +m[1] >= window.__target) { window.__seen = performance.now(); window.__text = m[0]; return; }
-    }
+    const done = document.querySelector('.draw-done');  // the page's last element, hidden
+    if (done && +done.dataset.update >= window.__target) {
+      window.__seen = performance.now(); window.__text = done.outerHTML; }
   };
   new MutationObserver(check).observe(document.body,
                                       {subtree: true, childList: true, characterData: true, attributes: true});
@@ -82,8 +81,8 @@ def percentile(values, q):
 
 
 def current_update(page) -> int:
-    m = CAPTION.search(page.get_by_text("computed in").inner_text())
-    return int(m.group(1))
+    done = page.locator(".draw-done")
+    return int(done.get_attribute("data-update")) if done.count() else 0
 
 
 def main():
@@ -130,7 +129,7 @@ def main():
                 pred, seen, sent, text = page.evaluate(
                     "() => [window.__pred - window.__up, window.__seen - window.__up, window.__sent - window.__up,"
                     " window.__text]")
-                srv = int(CAPTION.search(text).group(2))
+                srv = int(DONE.search(text).group(2))
                 warm = i < args.warmup
                 if not warm:
                     rows.append((pred, seen, sent, srv))

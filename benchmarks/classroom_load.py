@@ -450,7 +450,7 @@ def browser_strokes(url: str, strokes: int, seed: int, ready: threading.Event, o
     prediction shown, and drawing sent to the prediction's message received; timed inside the page
     as benchmarks/canvas_latency.py does."""
     try:
-        from canvas_latency import CAPTION, INSTALL, SHAPES, current_update
+        from canvas_latency import DONE, INSTALL, SHAPES, current_update
         from playwright.sync_api import sync_playwright
 
         from browser import canvas_box, launch_chromium, stroke, wait_for_app
@@ -500,7 +500,7 @@ def browser_strokes(url: str, strokes: int, seed: int, ready: threading.Event, o
                                         " window.__predMsg == null ? NaN : window.__predMsg - window.__sent]")
                     try:  # the page's own time for this run, from its last caption
                         page.wait_for_function("() => window.__seen !== null", polling="raf", timeout=5_000)
-                        server_ms = float(CAPTION.search(page.evaluate("() => window.__text")).group(2))
+                        server_ms = float(DONE.search(page.evaluate("() => window.__text")).group(2))
                     except Exception:
                         server_ms = float("nan")
                     out.append(row + [network_latency_ms(frames[mark:], target), server_ms])

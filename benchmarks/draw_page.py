@@ -18,7 +18,7 @@ CANVAS_COMPONENT = "streamlit_drawable_canvas"
 CANVAS_STATE = "drawing"                    # the component's setStateValue("drawing", {raw, data})
 CLEAR_LABEL = "Clear"
 PREDICTION = re.compile(r'class="draw-prediction"[^>]*?data-update="(\d+)"[^>]*>([^<]*)<')
-SERVER_TIME = re.compile(r'data-ms="(\d+)"')  # the prediction's data-ms: the server's time for the run
+SERVER_TIME = re.compile(r'class="draw-done"[^>]*data-ms="(\d+)"')  # the page's last element: its server time
 
 # Digits as strokes (polylines in fractions of the canvas), each drawn one stroke at a time.
 DIGITS: dict[str, list[list[tuple[float, float]]]] = {
@@ -101,7 +101,7 @@ class DrawTab:
     def server_ms(run: Run) -> int | None:
         """The page's own time for a run, from its caption."""
         for e in run.elements.values():
-            if e.kind == "markdown" and (m := SERVER_TIME.search(e.proto.body)):
+            if e.kind in ("markdown", "html") and (m := SERVER_TIME.search(e.proto.body)):
                 return int(m.group(1))
         return None
 

@@ -42,7 +42,8 @@ def test_draw_predicts_explains_and_probes_then_activations_show_the_drawing(app
     prediction = page.locator(".draw-prediction")
     expect(prediction).to_have_text("7")
     expect(prediction).to_have_attribute("data-update", "1")
-    expect(prediction).to_have_attribute("data-ms", re.compile(r"^\d+$"))
+    expect(page.locator(".draw-done")).to_have_attribute("data-ms", re.compile(r"^\d+$"))  # hidden, for benchmarks
+    expect(page.locator(".draw-done")).to_have_attribute("data-update", "1")
     expect(page.locator(".js-plotly-plot")).to_have_count(4)  # bars, attribution, conv1, conv2
     wait_for_app(page)
     first = bar_lengths(page)

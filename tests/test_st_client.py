@@ -2,6 +2,7 @@
 one session opens the Draw page, draws a 7, clears, draws a 1, and gets the shipped digit model's
 answer each time. Keeps the client honest as Streamlit and the page change."""
 import asyncio
+import concurrent.futures
 import io
 import sys
 from pathlib import Path
@@ -46,7 +47,9 @@ async def draw_seven_then_one(url: str):
 
 
 def test_a_protocol_session_gets_the_drawings_predictions(app_server):
-    answers = asyncio.run(asyncio.wait_for(draw_seven_then_one(app_server.url), 120))
+    # In a thread of its own: Playwright's sync API (the browser tests) keeps an event loop in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answers = pool.submit(asyncio.run, asyncio.wait_for(draw_seven_then_one(app_server.url), 120)).result()
     assert [a[0] for a in answers] == [a[1] for a in answers] == [expected_label(DIGITS[d]) for d in "71"]
     assert [a[2] for a in answers] == [1, 2]  # data-update counts the drawings received
     assert all(a[3] == FINISHED_OK for a in answers)
