@@ -74,8 +74,7 @@ def pick_input(side: str, default_class: str, data, error, classes):
     """Widgets for one input; (images (N,1,28,28) float, caption, true label or None), or None."""
     has_drawing = ss.get("draw_image") is not None
     set_choice(f"act_{side}_source", SOURCES, SOURCES[0] if data is not None or not has_drawing else SOURCES[3])
-    source = st.radio("Input", SOURCES, key=f"act_{side}_source", horizontal=True, label_visibility="collapsed",
-                      persist_state=KEEP)
+    source = st.selectbox("Input", SOURCES, key=f"act_{side}_source", persist_state=KEEP)
     if source == "Current drawing":
         if not has_drawing:
             st.info("Nothing drawn yet: draw something on the Draw page, then come back.")
@@ -106,7 +105,7 @@ def pick_input(side: str, default_class: str, data, error, classes):
                 f"the mean of the first {n} {name} test images (maps averaged too)", label)
     if ss.get(f"act_{side}_index", 0) >= len(indices):
         ss[f"act_{side}_index"] = len(indices) - 1
-    pos = st.number_input(f"Index among the {len(indices)} {name} images", 0, len(indices) - 1,
+    pos = st.number_input(f"Which of the {len(indices)} test images of {name}", 0, len(indices) - 1,
                           key=f"act_{side}_index", persist_state=KEEP)
     idx = int(indices[pos])
     return as_input(data.test_images[idx:idx + 1]), f"test image #{idx}, a {name}", label
@@ -128,16 +127,18 @@ def colour_note(per_map: bool, diverging: bool, shared_by: str = "all maps of th
 
 def one_input(entry, data, error, show: Display) -> None:
     classes = list(entry.classes)
-    top_left, top_right = st.columns([3, 2], gap="large")
-    with top_left:
+    # The input, its picture and the attribution side by side, so the maps start above the fold
+    # of a 1280x800 projector.
+    pick, picture, explain = st.columns([2, 1.4, 2.4], gap="medium")
+    with pick:
         picked = pick_input("a", DEFAULT_PAIRS.get(entry.dataset, classes[:1] * 2)[0], data, error, classes)
     if picked is None:
         return
     x, caption, label = picked
     acts, probs = maps.forward(entry.model, x)
-    with top_left:
+    with picture:
         show_input(x, caption, label, probs, classes)
-    with top_right:
+    with explain:
         if len(x) == 1:
             with st.expander("Which pixels made it say that", expanded=bool(ss.get("act_saliency")),
                              icon=":material/ads_click:"):

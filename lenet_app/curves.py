@@ -157,15 +157,17 @@ def health_figures(health: list[dict], activation: str, total_steps: int) -> dic
                                        "mode": "lines", "line": {"color": PALETTE[i % len(PALETTE)], "width": 2},
                                        "legendgroup": name.removesuffix("_act")}
                                       for i, (name, (s, v)) in enumerate(series.items())]
+    # The legend under the chart: above it, it wrapped onto the title in a chart 300 pixels wide.
+    below = {"margin": {**MARGIN, "b": 85}, "height": HEIGHT + 30,
+             "legend": {"orientation": "h", "yanchor": "top", "y": -0.14, "xanchor": "left", "x": 0}}
+    xaxis = {**xaxis, "title": {"text": ""}}  # "step", as above: the legend takes its place
+    log = {"type": "log", "dtick": 1, "exponentformat": "power"}  # decades only: 10⁻³, 10⁻², ...
     return {
         "units": _figure(lines(units), what, xaxis, {"title": {"text": "share of units"}, "tickformat": ".0%",
-                                                     "range": [0, 1]}, margin=EPOCH_MARGIN,
-                         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0}),
+                                                     "range": [0, 1]}, **below),
         "spread": _figure(lines(spread), "Difference between images", xaxis,
-                          {"title": {"text": "spread (log)"}, "type": "log", "range": _log_range(spread.values())},
-                          margin=EPOCH_MARGIN, showlegend=False),
+                          {"title": {"text": "spread"}, **log, "range": _log_range(spread.values())}, **below),
         "gradients": _figure(lines(grads), "Gradient size per layer", xaxis,
-                             {"title": {"text": "weight gradient (log)"}, "type": "log",
-                              "range": _log_range(grads.values())}, margin=EPOCH_MARGIN,
-                             legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0}),
+                             {"title": {"text": "weight gradient"}, **log, "range": _log_range(grads.values())},
+                             **below),
     }

@@ -24,8 +24,8 @@ from .server import LIVE_URL, PLOTLY_URL
 
 STATIC = Path(__file__).parent / "static"
 REFRESH_S = 1.0  # how often a live panel reads its run: each read costs the browser CPU that training shares
-CHART_CONFIG = {"displaylogo": False, "responsive": True, "displayModeBar": "hover",
-                "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+# No mode bar: it covered the charts' titles and legends; a drag still zooms, a double-click resets.
+CHART_CONFIG = {"displaylogo": False, "responsive": True, "displayModeBar": False}
 # Streamlit's light theme, as its own Plotly template draws it, so the panel matches other charts.
 FONT = {"family": '"Source Sans", "Source Sans Pro", sans-serif', "size": 14, "color": "rgb(49, 51, 63)"}
 AXIS = {"gridcolor": "#e6eaf1", "zeroline": False, "linecolor": "#e6eaf1", "tickfont": {"color": "#808495"},

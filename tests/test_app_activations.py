@@ -101,7 +101,7 @@ def captions(at) -> str:
 def test_test_image_then_every_stage_and_scale(with_data):
     at = open_page(model=f"run:{with_data['classic'].id}")
     assert at.segmented_control(key="act_view").value == "One input"
-    assert at.radio(key="act_a_source").value == "Test image"
+    assert at.selectbox(key="act_a_source").value == "Test image"
     assert at.selectbox(key="act_a_class").value == "Pullover"
     assert conv_headings(at) == ["conv1: 6 maps of 28x28 (post-activation)",
                                  "conv2: 16 maps of 10x10 (post-activation)"]
@@ -133,14 +133,14 @@ def test_random_average_and_drawing_inputs(with_data):
     drawn = np.zeros((28, 28), np.float32)
     drawn[4:24, 13:16] = 1.0
     at = open_page({"draw_image": drawn}, model=f"run:{with_data['classic'].id}")
-    at.radio(key="act_a_source").set_value("Random test image").run()
+    at.selectbox(key="act_a_source").set_value("Random test image").run()
     assert "test image #" in captions(at) and chart_keys(at) == ["act.attr.figure", "act_conv1", "act_conv2"]
     at.button(key="act_a_reroll").click().run()
     assert not at.exception
-    at.radio(key="act_a_source").set_value("Average of N test images").run()
+    at.selectbox(key="act_a_source").set_value("Average of N test images").run()
     assert "the mean of the first " in captions(at) and chart_keys(at) == ["act_conv1", "act_conv2"]
     assert "model right on" in captions(at)  # several images: no attribution map of one
-    at.radio(key="act_a_source").set_value("Current drawing").run()
+    at.selectbox(key="act_a_source").set_value("Current drawing").run()
     assert "your drawing" in captions(at) and len(at.get("plotly_chart")) == 3
 
 
@@ -156,19 +156,19 @@ def test_compare_pullover_and_coat(with_data):
     a, b, diff = (array(chart(at, key)["data"][0]["z"]).astype(float)
                   for key in ("act_cmp1_a", "act_cmp1_b", "act_cmp1_diff"))
     assert np.allclose(diff, a - b, equal_nan=True)  # the third grid is A minus B, map by map
-    at.radio(key="act_b_source").set_value("Average of N test images").run()
+    at.selectbox(key="act_b_source").set_value("Average of N test images").run()
     assert not at.exception and len(at.get("plotly_chart")) == 6
 
 
 def test_without_data_test_images_explain_and_drawing_still_works(without_data):
     at = open_page(model=f"run:{without_data['classic'].id}")
-    assert at.radio(key="act_a_source").value == "Test image"
+    assert at.selectbox(key="act_a_source").value == "Test image"
     assert any("Test images need the data set" in w.value and "LENET_DATA_DIR" in w.value for w in at.warning)
     assert len(at.get("plotly_chart")) == 0
     drawn = np.zeros((28, 28), np.float32)
     drawn[10:18, 6:22] = 1.0
     at = open_page({"draw_image": drawn}, model=f"run:{without_data['classic'].id}")
-    assert at.radio(key="act_a_source").value == "Current drawing"
+    assert at.selectbox(key="act_a_source").value == "Current drawing"
     assert len(at.get("plotly_chart")) == 3
 
 

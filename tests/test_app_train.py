@@ -168,3 +168,45 @@ def test_a_browser_has_a_limit_of_runs_waiting_or_training(runs_root, monkeypatc
     (info,) = list_runs(runs_root)
     Run(info.path).request(stop=True)
     wait_for(lambda: not Run(info.path).info().live)
+
+
+def test_a_browser_has_a_limit_of_runs_kept(runs_root, monkeypatch):
+    from lenet_app.session import owner_of
+
+    monkeypatch.setenv("LENET_MAX_RUNS", "2")
+    for seed in range(2):
+        run = Run.create(TrainConfig(seed=seed), runs_root, owner=owner_of("browser-a"))
+        run.set_status("finished", "Finished.")
+    at = train_page()
+    start_button(at).click().run()
+    assert "kept 2 runs, the most this server allows (2)" in errors(at) and "Delete" in errors(at)
+    assert len(list_runs(runs_root)) == 2
+
+
+def test_uploads_are_checked_and_kept_as_runs_of_this_browser(runs_root, monkeypatch, tmp_path):
+    import io
+
+    import torch
+
+    from lenet_app import session, uploads
+    from lenet_core.checkpoint import Checkpoint, checkpoint_bytes
+    from lenet_core.data import DIGIT_CLASSES
+    from lenet_core.train import build_model
+
+    monkeypatch.setattr(session, "owner", lambda: "browser-a-owner")
+    kind, message = uploads.accept(b"not a checkpoint at all", "<b>x</b>.pt")
+    assert kind == "error" and "not a LeNet Lab checkpoint" in message and "<b>" not in message
+    config = TrainConfig(dataset="mnist")
+    good = checkpoint_bytes(Checkpoint(config, build_model(config), "mnist", DIGIT_CLASSES, {"test_accuracy": 0.5}))
+    payload = torch.load(io.BytesIO(good), weights_only=True)
+    payload["config"]["model"]["dense_widths"] = [2_000_000, 84]
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    kind, message = uploads.accept(buf.getvalue(), "huge.pt")
+    assert kind == "error" and "Dense widths entry 1 must be 1 to 1,024" in message
+    assert list_runs(runs_root) == []
+    kind, message = uploads.accept(good, "mine.pt")
+    assert kind == "ok" and "50.0% test accuracy" in message
+    (info,) = list_runs(runs_root)
+    assert info.name == "mine (uploaded)" and info.owner == "browser-a-owner" and info.status == "finished"
+    assert Run(info.path).load_checkpoint().config == config

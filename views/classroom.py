@@ -24,7 +24,9 @@ FILTERS = {"activation": ACTIVATIONS, "pooling": POOLINGS, "optimizer": OPTIMIZE
 def room():
     infos = classroom.everyone()
     live = sum(i.live for i in infos)
-    st.caption(f"{len(infos)} runs by {len(classroom.names(infos)) - 1} students; {live} waiting or training. "
+    students = len({i.owner for i in infos if i.owner})
+    st.caption(f"{len(infos)} run{'s' * (len(infos) != 1)} by {students} student{'s' * (students != 1)}; "
+               f"{live} waiting or training. "
                "Click a column's name to sort it.")
     st.dataframe(classroom.rows(infos), hide_index=True, key="class.table",
                  column_order=("student", "run", "activation", "status", "live", "epochs", "accuracy"),

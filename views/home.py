@@ -27,7 +27,7 @@ EXERCISES = [
      "size is a control there (and a lecture scenario).", "Train a kernel sweep", "kernel_sweep"),
     ("Show the first and second conv layers' activations for different inputs, e.g. pullovers and coats.",
      "Opens Activations on a pullover and a coat, side by side, with their difference map by map.",
-     "Compare pullovers and coats", "pullovers_vs_coats"),
+     "Pullovers vs coats", "pullovers_vs_coats"),
 ]
 st.markdown("##### The chapter's exercises, one click each")
 from lenet_app import exercises  # noqa: E402  (torch comes with it: after the text above is on screen)
