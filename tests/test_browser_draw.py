@@ -98,7 +98,8 @@ def test_draw_predicts_explains_and_probes_then_activations_show_the_drawing(app
     page.get_by_role("link", name="Activations").click()
     wait_for_app(page)
     expect(page.get_by_role("heading", name="Activations")).to_be_visible()
-    page.get_by_text("Current drawing").click()
+    page.get_by_role("combobox", name="Input").click()
+    page.get_by_role("option", name="Current drawing").click()
     expect(page.get_by_text("your drawing from the Draw page")).to_be_visible()
     wait_for_app(page)
     for layer in (1, 2):  # with their filters
