@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from lenet_core.data import DATASETS
-from lenet_core.runs import LIVE, RESUMABLE, Run, RunInfo, export_checkpoint
+from lenet_core.runs import RESUMABLE, Run, RunInfo, export_checkpoint
 
 from . import curves, live_panel, runs, scrubber, session
 from .server import serving
@@ -144,5 +144,3 @@ def actions(mine: list[RunInfo]) -> None:
             st.button("Delete this run", type="primary", disabled=info.live, on_click=act, args=(runs.delete, info),
                       help="Removes its folder from the server for good." if not info.live else "Stop it first.")
 
-
-__all__ = ["LIVE", "current", "panel", "runs_section"]

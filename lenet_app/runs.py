@@ -7,11 +7,8 @@ import os
 import shutil
 import time
 
-import streamlit as st
-
 from lenet_core.checkpoint import Checkpoint
-from lenet_core.model import ModelConfig
-from lenet_core.runs import LIVE, RESUMABLE, Run, RunInfo, continue_from, from_checkpoint, list_runs, runs_root
+from lenet_core.runs import RESUMABLE, Run, RunInfo, continue_from, from_checkpoint, list_runs, runs_root
 from lenet_core.settings import declared
 from lenet_core.train import TrainConfig
 
@@ -153,6 +150,3 @@ def runs_table(infos: list[RunInfo]) -> list[dict]:
                      "samples/s": f"{info.samples_per_s:,.0f}" if info.samples_per_s else "–"})
     return rows
 
-
-__all__ = ["LIVE", "LimitError", "ModelConfig", "start", "stop", "pause", "resume", "rename", "delete", "my_runs",
-           "runs_table", "status_label", "add_upload", "limits", "can_control"]

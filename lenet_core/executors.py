@@ -19,7 +19,6 @@ import queue
 import signal
 import threading
 import time
-from pathlib import Path
 
 from .runs import Run, queue as queued_runs
 

@@ -58,6 +58,20 @@ def _read_json(path: Path, default=None):
         return default
 
 
+def _read_jsonl(path: Path) -> list:
+    """The rows of a file appended one JSON line at a time, up to the first torn line (a crash mid-write)."""
+    rows = []
+    try:
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                break
+    except OSError:
+        pass
+    return rows
+
+
 def _process_start(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
     try:
@@ -327,29 +341,12 @@ class Run:
         if self.legacy:
             rows = (_read_json(self.path / "metrics.json", {}) or {}).get("epochs", [])
         else:
-            rows = []
-            try:
-                for line in (self.path / "epochs.jsonl").read_text().splitlines():
-                    try:
-                        rows.append(json.loads(line))
-                    except ValueError:
-                        break
-            except OSError:
-                pass
+            rows = _read_jsonl(self.path / "epochs.jsonl")
         return [EpochMetrics(**r) for r in rows]
 
     def health(self) -> list[dict]:
         """The layer health readings (recording.Health), in step order."""
-        rows = []
-        try:
-            for line in (self.path / "health.jsonl").read_text().splitlines():
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    break
-        except OSError:
-            pass
-        return rows
+        return _read_jsonl(self.path / "health.jsonl")
 
     def live(self) -> dict:
         return _read_json(self.path / "live.json", {}) or {}

@@ -12,7 +12,7 @@ from .data import DataUnavailableError, ImageData, load_dataset
 from .recording import recorders
 from .runs import HEARTBEAT_S, LossCurve, Run, this_process
 from .settings import ConfigError
-from .train import Callback, EpochMetrics, FitResult, Trainer, TrainState, build_model, device_label, resolve_device
+from .train import Callback, EpochMetrics, FitResult, Trainer, TrainState, build_model, device_label
 
 LIVE_EVERY_S = 0.5   # how often a training run's curve and status reach its folder
 HEALTH_LIVE_EVERY_S = 3.0  # how often its health charts change there: each change is three charts redrawn

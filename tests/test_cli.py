@@ -215,7 +215,7 @@ def test_kill_9_of_train_leaves_an_interrupted_run_that_resume_finishes(env, roo
     (out / "config.json").write_text(json.dumps(config))
     code, stdout, err = lenet(capsys, "resume", out, "--json", *data(root))
     assert code == 0, err
-    assert f"resuming" in stdout and json.loads(stdout.strip().splitlines()[-1])["status"] == "finished"
+    assert "resuming" in stdout and json.loads(stdout.strip().splitlines()[-1])["status"] == "finished"
     info = Run(out).info()
     assert info.epochs_done == kept + 2 and info.steps_done == (kept + 2) * 16
     steps, _ = Run(out).steps()

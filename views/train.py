@@ -13,7 +13,7 @@ st.caption("Set up a LeNet on the left, press **Start training**, and watch it l
            "chapter's LeNet-5 on Fashion-MNIST. Your runs are kept on the server: reload, or come back later.")
 mine = runs.my_runs()
 controls.init(mine[0].config if mine else TrainConfig())  # a new tab starts from your latest run's settings
-sources = {i.id: i for i in mine if i.status not in runs.LIVE and (i.path / "checkpoint.pt").exists()}
+sources = {i.id: i for i in mine if not i.live and (i.path / "checkpoint.pt").exists()}
 if st.session_state.get("train.source") not in [None, *sources]:
     st.session_state["train.source"] = None
 source = sources.get(st.session_state.get("train.source"))
