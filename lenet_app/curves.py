@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from lenet_core.train import EpochMetrics
 
@@ -34,8 +36,16 @@ def loss_axis(*series) -> dict:
     values = values[np.isfinite(values) & (values > 0)]
     axis = {"title": {"text": "loss"}, "rangemode": "tozero"}
     if len(values) and values.max() / values.min() > LOG_SPAN:
-        return {"title": {"text": "loss (log scale)"}, "type": "log",
-                "range": [float(np.log10(values.min())) - 0.1, float(np.log10(values.max())) + 0.1]}
+        low, high = float(np.log10(values.min())) - 0.1, float(np.log10(values.max())) + 0.1
+        # Plotly labels the 2s and 5s between decades as bare digits ("2 1 5 2 0.1"): write them out,
+        # and keep to decades when there are many.
+        steps = (1, 2, 5) if high - low <= 3 else (1,)
+        if steps == (1,):
+            low = min(low, float(np.floor(np.log10(values.min()))))  # a decade below the lowest point
+        ticks = [m * 10.0 ** d for d in range(int(np.floor(low)), int(np.ceil(high)) + 1) for m in steps]
+        ticks = [t for t in ticks if low <= np.log10(t) <= high]
+        return {"title": {"text": "loss (log scale)"}, "type": "log", "range": [low, high], "tickvals": ticks,
+                "ticktext": [f"{t:,.0f}" if t >= 1 else f"{t:g}" for t in ticks]}
     if len(values):
         axis["range"] = [0.0, float(values.max()) * 1.05]
     return axis
@@ -90,38 +100,38 @@ def run_figures(live: dict, total_steps: int, total_epochs: int, activation: str
             "val-accuracy": acc, **health_figures(live.get("health") or [], activation, total_steps)}
 
 
-def overlay_figure(runs: list[tuple[str, dict]]) -> dict:
+def overlay_figure(runs: list[tuple[str, dict]]) -> go.Figure:
     """Validation accuracy per epoch and smoothed loss per step of several runs (name, live.json),
     overlaid: two panels side by side, one legend (a click on a run hides it in both)."""
     most_epochs = max([len(live.get("epochs", [])) for _, live in runs] + [1])
-    traces, losses = [], []
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                        subplot_titles=("<b>Validation accuracy</b>", "<b>Smoothed loss per step</b>"))
+    losses = []
     for i, (name, live) in enumerate(runs):
         color = PALETTE[i % len(PALETTE)]
         epochs = live.get("epochs", [])
-        traces.append({"type": "scatter", "x": [e["epoch"] for e in epochs], "y": [e["val_acc"] for e in epochs],
-                       "name": name, "legendgroup": str(i), "mode": "lines+markers",
-                       "line": {"color": color, "width": 3}, "cliponaxis": False, "xaxis": "x", "yaxis": "y"})
+        # Plotly leaves a trace with no points out of the legend, so a run that stopped in its first
+        # epoch (it diverged) is named by its loss curve.
+        fig.add_scatter(x=[e["epoch"] for e in epochs], y=[e["val_acc"] for e in epochs], name=name,
+                        legendgroup=str(i), mode="lines+markers", line={"color": color, "width": 3},
+                        cliponaxis=False, showlegend=bool(epochs), row=1, col=1)
         curve = live.get("curve", {})
         loss = smooth(curve.get("loss", []), len(curve.get("loss", [])) * curve.get("width", 1))
         losses.append(loss)
-        traces.append({"type": "scatter", "x": curve.get("step", []), "y": loss, "name": name,
-                       "legendgroup": str(i), "mode": "lines", "line": {"color": color, "width": 2},
-                       "showlegend": False, "xaxis": "x2", "yaxis": "y2"})
-
-    def panel_title(text: str, x: float) -> dict:
-        return {"text": f"<b>{text}</b>", "x": x, "xref": "paper", "xanchor": "left", "y": 1.02, "yref": "paper",
-                "yanchor": "bottom", "showarrow": False, "font": {"size": 15}}
-
-    return {"data": traces, "layout": {
-        "height": 420, "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
-        "xaxis": {"domain": [0, 0.45], "anchor": "y", "title": {"text": "epoch"}, "automargin": True,
-                  "range": [0.5, most_epochs + 0.5], **({"dtick": 1} if most_epochs <= 20 else {})},
-        "yaxis": {"anchor": "x", "title": {"text": "accuracy"}, "tickformat": ".0%", "range": [0, 1],
-                  "automargin": True},
-        "xaxis2": {"domain": [0.55, 1], "anchor": "y2", "title": {"text": "step"}, "automargin": True},
-        "yaxis2": {**loss_axis(*losses), "anchor": "x2", "automargin": True},
-        "annotations": [panel_title("Validation accuracy", 0), panel_title("Smoothed loss per step", 0.55)],
-        "legend": {"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0}}}
+        fig.add_scatter(x=curve.get("step", []), y=loss, name=name, legendgroup=str(i), mode="lines",
+                        line={"color": color, "width": 2}, showlegend=not epochs, row=1, col=2)
+    fig.update_xaxes(title_text="epoch", range=[0.5, most_epochs + 0.5], row=1, col=1,
+                     **({"dtick": 1} if most_epochs <= 20 else {}))
+    fig.update_yaxes(title_text="accuracy", tickformat=".0%", range=[0, 1], row=1, col=1)
+    fig.update_xaxes(title_text="step", row=1, col=2)
+    fig.update_yaxes(loss_axis(*losses), row=1, col=2)
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
+    fig.update_annotations(font_size=15, xanchor="left", x=0)  # titles flush left, as on the run's charts
+    fig.layout.annotations[1].x = fig.layout.xaxis2.domain[0]
+    fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0})
+    return fig
 
 
 def _by_layer(health: list[dict], field: str, key: str) -> dict[str, tuple[list, list]]:
