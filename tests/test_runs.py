@@ -170,3 +170,14 @@ def test_control_requests_are_kept_in_the_folder(tmp_path):
     assert Run(run.path).info().name == "my best run"
     assert not [p for p in run.path.iterdir() if p.suffix == ".tmp"]
     os.chmod(run.path, 0o755)
+
+
+def test_the_eta_comes_from_the_average_speed_of_the_run_so_far(tmp_path):
+    run = Run.create(config(), tmp_path)
+    (run.path / "claim.json").write_text(json.dumps(this_process()))  # trained by this process
+    run.set_status("running", steps_done=100, total_steps=1000, train_seconds=10.0, samples_per_s=50_000.0)
+    assert run.info().eta_s == pytest.approx(90.0)  # 900 steps at 10 steps/s, whatever the last second's rate
+    run.set_status("running", steps_done=300, train_seconds=40.0)  # a slow stretch: the average moves a little
+    assert run.info().eta_s == pytest.approx(700 * 40.0 / 300)
+    run.set_status("paused")
+    assert run.info().eta_s is None
