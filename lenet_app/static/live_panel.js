@@ -1,7 +1,9 @@
 // The Train page's run panel: a progress line and bar over three Plotly charts.
 //
-// While a run trains, the panel fetches the run's live JSON from the server about twice a second
-// (lenet_app/server.py serves it from the run folder) and redraws only the charts that changed,
+// While a run trains, the panel fetches the run's live JSON from the server (lenet_app/server.py
+// serves it from the run folder): every quarter second until the first loss point is drawn, then
+// every `every_ms` (2 s: each read and redraw is browser CPU that a training on the same machine
+// loses, about twice its share), and redraws only the charts that changed,
 // in place; no Streamlit script runs meanwhile, so the browser re-renders nothing else. When the
 // JSON says the run has ended, the panel asks Streamlit for one rerun, which draws the final page.
 
@@ -73,6 +75,8 @@ async function drain(panel) {
         panel.drawn[name] = payload.versions[name];
         await draw(Plotly, panel.root.querySelector('[data-chart="' + name + '"]'), figure, panel.data.config);
       }
+      const loss = payload.figures["loss-per-step"];
+      if (loss && loss.data.some((t) => t.x && t.x.length)) panel.drawnPoints = true;
       if (payload.ended) finish(panel);
       else if (payload.status !== panel.data.status && panel.asked !== payload.status) {
         panel.asked = payload.status;  // e.g. queued -> running: the page's title and buttons change
@@ -92,9 +96,19 @@ async function drain(panel) {
 function finish(panel) {
   if (panel.ended) return;
   panel.ended = true;
-  clearInterval(panel.timer);
+  clearTimeout(panel.timer);
   panel.timer = null;
   if (panel.data.feed) panel.setTriggerValue("ended", true);
+}
+
+const FIRST_MS = 250;
+
+// The next read: soon while the chart has no point yet (Start should show one at once), then at
+// the panel's pace.
+function schedule(panel) {
+  if (panel.ended || !panel.data.feed) return;
+  panel.timer = setTimeout(() => poll(panel).finally(() => schedule(panel)),
+                           panel.drawnPoints ? panel.data.every_ms : FIRST_MS);
 }
 
 async function poll(panel) {
@@ -106,7 +120,7 @@ async function poll(panel) {
     if (!response.ok) throw new Error("HTTP " + response.status);
     panel.latest = await response.json();
     panel.lastRead = Date.now();
-    drain(panel);
+    await drain(panel);
   } catch (err) {
     // Ten seconds without a good read (e.g. the server is restarting): let the page redraw.
     if (Date.now() - panel.lastRead >= 10000) finish(panel);
@@ -136,8 +150,9 @@ export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
   let panel = panels.get(parentElement);
   if (!panel || panel.data.feed !== data.feed) {
-    if (panel) clearInterval(panel.timer);
+    if (panel) clearTimeout(panel.timer);
     panel = { root: parentElement.querySelector(".lenet-live-panel"), drawn: panel ? panel.drawn : {},
+              drawnPoints: false,
               latest: null, drawing: false, fetching: false, lastRead: Date.now(), ended: false, timer: null,
               observer: panel ? panel.observer : null };
     panels.set(parentElement, panel);
@@ -150,9 +165,9 @@ export default function (component) {
   panel.setTriggerValue = setTriggerValue;
   panel.latest = JSON.parse(data.payload);  // the state when the page was drawn, until the first read
   drain(panel).then(() => followSize(panel));
-  if (data.feed && !panel.timer && !panel.ended) panel.timer = setInterval(() => poll(panel), data.every_ms);
+  if (data.feed && !panel.timer && !panel.ended) schedule(panel);
   return () => {
-    clearInterval(panel.timer);
+    clearTimeout(panel.timer);
     if (panel.observer) panel.observer.disconnect();
     panel.timer = null;
     panel.ended = true;
