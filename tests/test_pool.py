@@ -100,6 +100,8 @@ def test_a_killed_worker_is_replaced_and_its_run_resumes_in_place(pool, tmp_path
     pid = json.loads((run.path / "claim.json").read_text())["pid"]
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: run.info().status == "interrupted", 10)
+    # A reader sees it interrupted as soon as its trainer is gone; the pool then writes down why.
+    wait_for(lambda: run.status().get("status") == "interrupted", 10)
     info = run.info()
     assert "killed (SIGKILL)" in info.message and "Resume" in info.message
     kept = info.epochs_done
