@@ -147,6 +147,12 @@ def test_another_browser_neither_sees_nor_controls_a_run_and_its_own_waits(app_s
         start(page_b)
         expect(page_b.get_by_text(re.compile(r"Queued: next in line \(0 runs ahead of it\)"))).to_be_visible()
         screenshot(page_b, "train-queued-1280")
+        # A queued run's panel reads at the panel's pace (every 2 s), not the quick pace of a run
+        # that has just started: a room's queue would otherwise ask the server 4 times a second each.
+        reads = []
+        page_b.on("request", lambda r: reads.append(r.url) if "/lenet/runs/" in r.url else None)
+        page_b.wait_for_timeout(5000)
+        assert 2 <= len(reads) <= 4, f"{len(reads)} reads of a queued run in 5 s"
         stop_shown_run(page_a)
         expect(page_b.get_by_role("heading", name=re.compile(r"· (training|finished)$"))).to_be_visible(
             timeout=30_000)

@@ -1,9 +1,9 @@
 // The Train page's run panel: a progress line and bar over three Plotly charts.
 //
 // While a run trains, the panel fetches the run's live JSON from the server (lenet_app/server.py
-// serves it from the run folder): every quarter second until the first loss point is drawn, then
-// every `every_ms` (2 s: each read and redraw is browser CPU that a training on the same machine
-// loses, about twice its share), and redraws only the charts that changed,
+// serves it from the run folder): every quarter second while a running run has no loss point on
+// the chart yet (just after Start), else every `every_ms` (2 s: each read and redraw is browser CPU
+// that a training on the same machine loses), and redraws only the charts that changed,
 // in place; no Streamlit script runs meanwhile, so the browser re-renders nothing else. When the
 // JSON says the run has ended, the panel asks Streamlit for one rerun, which draws the final page.
 
@@ -76,7 +76,7 @@ async function drain(panel) {
         await draw(Plotly, panel.root.querySelector('[data-chart="' + name + '"]'), figure, panel.data.config);
       }
       const loss = payload.figures["loss-per-step"];
-      if (loss && loss.data.some((t) => t.x && t.x.length)) panel.drawnPoints = true;
+      panel.soon = payload.status === "running" && !(loss && loss.data.some((t) => t.x && t.x.length));
       if (payload.ended) finish(panel);
       else if (payload.status !== panel.data.status && panel.asked !== payload.status) {
         panel.asked = payload.status;  // e.g. queued -> running: the page's title and buttons change
@@ -103,12 +103,12 @@ function finish(panel) {
 
 const FIRST_MS = 250;
 
-// The next read: soon while the chart has no point yet (Start should show one at once), then at
-// the panel's pace.
+// The next read: soon while a run that has started shows no point yet (Start should show one at
+// once), else at the panel's pace; a queued run waits at that pace too, however long its queue.
 function schedule(panel) {
   if (panel.ended || !panel.data.feed) return;
   panel.timer = setTimeout(() => poll(panel).finally(() => schedule(panel)),
-                           panel.drawnPoints ? panel.data.every_ms : FIRST_MS);
+                           panel.soon ? FIRST_MS : panel.data.every_ms);
 }
 
 async function poll(panel) {
@@ -152,7 +152,7 @@ export default function (component) {
   if (!panel || panel.data.feed !== data.feed) {
     if (panel) clearTimeout(panel.timer);
     panel = { root: parentElement.querySelector(".lenet-live-panel"), drawn: panel ? panel.drawn : {},
-              drawnPoints: false,
+              soon: true,  // until the first read says otherwise
               latest: null, drawing: false, fetching: false, lastRead: Date.now(), ended: false, timer: null,
               observer: panel ? panel.observer : null };
     panels.set(parentElement, panel);
