@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .model import PRESETS, ModelConfig, preset
 from .settings import ConfigError, declared, flag
-from .train import Callback, TrainConfig
+from .train import Callback, TrainConfig, plateau_note
 
 EXIT_USAGE = 2
 RUN_FILES = ("config.json", "run.json", "status.json", "control.json", "claim.json", "steps.csv", "epochs.jsonl",
@@ -83,6 +83,7 @@ class ConsoleProgress(Callback):
 
     def on_fit_start(self, trainer, state):
         self.total, self.first, self.t0 = trainer.total_steps, state.step, time.perf_counter()
+        self.epochs = []
 
     def on_steps(self, first_step, losses, epoch):
         now, step = time.perf_counter(), first_step + len(losses) - 1
@@ -100,6 +101,9 @@ class ConsoleProgress(Callback):
         if self.interactive:
             self.stream.write("\r" + " " * 80 + "\r")
         print_epoch(m)
+        self.epochs.append(m)
+        if note := plateau_note(self.epochs, model.config.num_classes):
+            print(f"          {note}", flush=True)
 
 
 def print_epoch(m) -> None:

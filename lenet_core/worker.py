@@ -12,7 +12,8 @@ from .data import DataUnavailableError, ImageData, load_dataset
 from .recording import recorders
 from .runs import HEARTBEAT_S, LossCurve, Run, this_process
 from .settings import ConfigError
-from .train import Callback, EpochMetrics, FitResult, Trainer, TrainState, build_model, device_label
+from .train import (Callback, EpochMetrics, FitResult, Trainer, TrainState, build_model, device_label,
+                    plateau_note)
 
 LIVE_EVERY_S = 0.5   # how often a training run's curve and status reach its folder
 HEALTH_LIVE_EVERY_S = 3.0  # how often its health charts change there: each change is three charts redrawn
@@ -113,7 +114,9 @@ class RunRecorder(Callback):
         self.flush_steps()
         self.run.append_epoch(metrics)
         self.save(model, state)
-        self.write(force=True, epochs_done=state.epoch)
+        # While it runs, the status message is what a viewer should know now (e.g. a plateau).
+        note = plateau_note([EpochMetrics(**e) for e in self.epochs], model.config.num_classes)
+        self.write(force=True, message=note, epochs_done=state.epoch)
 
     def on_fit_end(self, result: FitResult):
         self.flush_steps()
