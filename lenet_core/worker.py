@@ -182,11 +182,15 @@ def train_run(run_dir, *, data_dir=None, callbacks=(), stop_event: threading.Eve
         config = run.config()
         data = dataset(config.dataset, data_dir)
         state, model = None, build_model(config)
-        if run.has_checkpoint():  # carry on: a stopped, interrupted or continued run
-            ckpt = run.load_checkpoint()
+        ckpt = run.resume_point()  # None: from the start; CheckpointError: lost weights, said in words
+        if ckpt is not None:  # carry on: a stopped, interrupted or continued run
             model.load_state_dict(ckpt.model.state_dict())
             state = ckpt.training or TrainState(epoch=len(ckpt.epochs))
-            run.truncate(state.step, state.epoch)  # what a killed trainer recorded after its checkpoint
+        # The record made to agree with the weights: what a killed trainer wrote after its checkpoint
+        # goes, damaged lines are left out and said, epochs the file lost come back from the checkpoint.
+        repaired = run.truncate(state.step if state else 0, state.epoch if state else 0, ckpt.epochs if ckpt else [])
+        if repaired or run.info().repaired:
+            run.set_status(run.info().status, None, repaired=repaired)
         curve = LossCurve.of(*run.steps())
         control = FolderControl(run, stop_event)
         extra, health = recorders(run, data) if record else ([], None)
