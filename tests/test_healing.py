@@ -293,3 +293,16 @@ def test_a_real_full_disk_costs_one_run_and_training_goes_on_once_space_is_back(
         wait_for(lambda: not run.info().live, 60)
     finally:
         subprocess.run(["umount", "-l", str(disk)])
+
+
+def test_one_upload_limit_in_the_browser_the_server_and_the_loader():
+    import tomllib
+
+    from lenet_core.checkpoint import UPLOAD_MAX_BYTES, UPLOAD_MAX_MB, CheckpointError, load_checkpoint
+
+    server = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]["maxUploadSize"]
+    assert server == UPLOAD_MAX_MB and UPLOAD_MAX_BYTES == UPLOAD_MAX_MB * 1_000_000  # the browser's MB
+    with pytest.raises(CheckpointError, match="is 50.0 MB; a LeNet Lab checkpoint is at most 50.0 MB"):
+        load_checkpoint(bytes(UPLOAD_MAX_BYTES + 1), name="big.pt", limit=UPLOAD_MAX_BYTES)
+    with pytest.raises(CheckpointError, match="not a file written by torch.save"):  # at the limit: read, refused
+        load_checkpoint(bytes(UPLOAD_MAX_BYTES), name="big.pt", limit=UPLOAD_MAX_BYTES)
