@@ -1,0 +1,68 @@
+"""The models the browser runs: each picked model as ONNX (lenet_core/export.py), made once per
+version of its checkpoint and kept in memory, and onnxruntime-web's files, shipped in static/ort/.
+
+The Draw page's canvas fetches both from the app's own routes (server.py), so a classroom with no
+network still gets the live prediction."""
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from lenet_core.checkpoint import CheckpointError
+from lenet_core.export import ExportError, load_model, onnx_bytes
+
+ORT_DIR = Path(__file__).parent / "static" / "ort"
+# What the page needs of onnxruntime-web 1.30 (CPU, WebAssembly): the script, the module it
+# imports, the wasm binary (stored gzipped: 3.7 MB in place of 14.2).
+ORT_FILES = {"ort.wasm.min.js": "text/javascript", "ort-wasm-simd-threaded.mjs": "text/javascript",
+             "ort-wasm-simd-threaded.wasm": "application/wasm"}
+
+_lock = threading.Lock()  # one export at a time: the exporter is not made for threads, and it is CPU
+_warming = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lenet-onnx")
+
+
+@functools.lru_cache(maxsize=16)
+def _export(path: str, modified: int) -> bytes:
+    with _lock:
+        return onnx_bytes(load_model(path))
+
+
+def checkpoint_version(folder: Path) -> int | None:
+    try:
+        return os.stat(folder / "checkpoint.pt").st_mtime_ns
+    except OSError:
+        return None
+
+
+def onnx_for(folder: Path) -> bytes:
+    """The ONNX file of the model in a run (or shipped model) folder; CheckpointError or
+    ExportError, with the reason, where there is none."""
+    version = checkpoint_version(folder)
+    if version is None:
+        raise CheckpointError(f"{folder.name} has no checkpoint")
+    return _export(str(folder.resolve()), version)
+
+
+def warm(folder: Path) -> Future:
+    """Start making the ONNX file now (about 2 s, 7 s for the first in a process), while the
+    browser loads the runtime, so the canvas's request finds it ready."""
+    def make():
+        try:
+            onnx_for(folder)
+        except (CheckpointError, ExportError, OSError):
+            pass  # the route says why, when the browser asks
+    return _warming.submit(make)
+
+
+@functools.lru_cache(maxsize=len(ORT_FILES))
+def ort_file(name: str) -> tuple[bytes, bytes | None]:
+    """(gzipped bytes, plain bytes or None): the wasm binary is kept gzipped and sent as it is;
+    a browser that takes no gzip (none in use) gets it unpacked."""
+    if name.endswith(".wasm"):
+        return (ORT_DIR / f"{name}.gz").read_bytes(), None
+    plain = (ORT_DIR / name).read_bytes()
+    return gzip.compress(plain, compresslevel=9, mtime=0), plain
