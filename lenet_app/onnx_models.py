@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from lenet_core.checkpoint import CheckpointError
+from lenet_core.checkpoint import CheckpointError, atomic_write
+from lenet_core.data import cache_dir
 from lenet_core.export import ExportError, load_model, onnx_bytes
 
 ORT_DIR = Path(__file__).parent / "static" / "ort"
@@ -25,10 +27,34 @@ _lock = threading.Lock()  # one export at a time: the exporter is not made for t
 _warming = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lenet-onnx")
 
 
+EXPORT_FORMAT = "1"  # part of the disk cache's key: change it when export.py's graph changes
+
+
+def _cached(path: str, modified: int) -> Path:
+    key = hashlib.sha1(f"{EXPORT_FORMAT}:{path}:{modified}".encode()).hexdigest()[:20]
+    return cache_dir() / "onnx" / f"{key}.onnx"
+
+
 @functools.lru_cache(maxsize=16)
 def _export(path: str, modified: int) -> bytes:
+    """Made once per checkpoint version and kept on disk too: the first export in a process takes
+    about 8 s (the exporter's own start), later ones 1-2 s, reading the kept file milliseconds."""
+    import onnx
+
+    kept = _cached(path, modified)
+    try:
+        data = kept.read_bytes()
+        onnx.load_from_string(data)  # a damaged file is made again
+        return data
+    except Exception:
+        pass
     with _lock:
-        return onnx_bytes(load_model(path))
+        data = onnx_bytes(load_model(path))
+    try:
+        atomic_write(kept, lambda f: f.write(data))
+    except OSError:
+        pass  # a read-only cache only costs the next server the export
+    return data
 
 
 def checkpoint_version(folder: Path) -> int | None:

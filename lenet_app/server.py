@@ -69,6 +69,10 @@ def stop_executor() -> None:
 async def lifespan(app):
     global _serving
     await run_in_threadpool(executor)  # workers warm up while the first page loads
+    from .models import DEFAULT, MODELS_DIR
+    from .onnx_models import warm
+
+    warm(MODELS_DIR / DEFAULT.split(":", 1)[1])  # Draw's first model as ONNX, in the background
     _serving = True
     try:
         yield
