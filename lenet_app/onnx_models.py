@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lenet_core.checkpoint import CheckpointError, atomic_write
 from lenet_core.data import cache_dir
-from lenet_core.export import ExportError, load_model, onnx_bytes
+from lenet_core.export import ExportError, checkpoint_sha256, source_bytes
 
 ORT_DIR = Path(__file__).parent / "static" / "ort"
 # What the page needs of onnxruntime-web 1.30 (CPU, WebAssembly): the script, the module it
@@ -35,26 +35,37 @@ def _cached(path: str, modified: int) -> Path:
     return cache_dir() / "onnx" / f"{key}.onnx"
 
 
-@functools.lru_cache(maxsize=16)
-def _export(path: str, modified: int) -> bytes:
-    """Made once per checkpoint version and kept on disk too: the first export in a process takes
-    about 8 s (the exporter's own start), later ones 1-2 s, reading the kept file milliseconds."""
+def _readable(path: Path, digest: str) -> bytes | None:
+    """The ONNX file at `path` if it is sound and made from the checkpoint with this digest."""
     import onnx
 
-    kept = _cached(path, modified)
     try:
-        data = kept.read_bytes()
-        onnx.load_from_string(data)  # a damaged file is made again
-        return data
-    except Exception:
-        pass
+        data = path.read_bytes()
+        props = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
+    except Exception:  # missing or damaged: made again
+        return None
+    return data if props.get("checkpoint_sha256") == digest else None
+
+
+@functools.lru_cache(maxsize=16)
+def _export(path: str, modified: int) -> bytes:
+    """Made once per checkpoint version and kept on disk: the first export in a process takes 8 s
+    (the exporter's own start; 25 s on a busy 2-core machine), later ones 1-2 s, a kept file
+    milliseconds. The shipped models ship theirs (models/*/model.onnx). One at a time, so a second
+    request for the same model waits for the first and reads what it kept."""
     with _lock:
-        data = onnx_bytes(load_model(path))
-    try:
-        atomic_write(kept, lambda f: f.write(data))
-    except OSError:
-        pass  # a read-only cache only costs the next server the export
-    return data
+        digest = checkpoint_sha256(path)
+        kept = _cached(path, modified)
+        for candidate in (Path(path) / "model.onnx", kept):
+            data = _readable(candidate, digest)
+            if data is not None:
+                return data
+        data = source_bytes(path)
+        try:
+            atomic_write(kept, lambda f: f.write(data))
+        except OSError:
+            pass  # a read-only cache only costs the next server the export
+        return data
 
 
 def checkpoint_version(folder: Path) -> int | None:

@@ -6,6 +6,7 @@ conv layer, "conv2". The input is "image", (1, 1, 28, 28) floats in [0, 1], ink 
 preprocess.digit_from_rgba makes it."""
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 from pathlib import Path
@@ -48,8 +49,9 @@ def output_names(model: LeNet) -> list[str]:
     return ["probs"] + [f"conv{i}" for i in range(1, min(2, len(model.config.conv_channels)) + 1)]
 
 
-def onnx_bytes(model: LeNet) -> bytes:
-    """The model as an ONNX file's bytes (the model itself is left as it was)."""
+def onnx_bytes(model: LeNet, properties: dict[str, str] | None = None) -> bytes:
+    """The model as an ONNX file's bytes (the model itself is left as it was); `properties` go into
+    the file's metadata (Netron shows them)."""
     import onnx
 
     cpu = LeNet(model.config)
@@ -69,27 +71,48 @@ def onnx_bytes(model: LeNet) -> bytes:
     proto.producer_name = "LeNet Lab"
     proto.doc_string = (f"LeNet Lab model {model.config.to_dict()}; input {INPUT!r} (1, 1, 28, 28) in [0, 1], "
                         f"outputs {', '.join(output_names(model))}")
+    for key, value in (properties or {}).items():
+        proto.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
+
+
+def checkpoint_file(source: str | Path) -> Path:
+    path = Path(source)
+    if path.is_dir():
+        if not (path / "checkpoint.pt").exists():
+            raise CheckpointError(f"{path} has no checkpoint.pt: is it a run folder with a trained model?")
+        return path / "checkpoint.pt"
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist: give a run folder or a checkpoint file")
+    return path
+
+
+def checkpoint_sha256(source: str | Path) -> str:
+    """The checkpoint's SHA-256, which an exported file keeps in its metadata: which weights it holds."""
+    try:
+        return hashlib.sha256(checkpoint_file(source).read_bytes()).hexdigest()
+    except OSError as e:
+        raise CheckpointError(f"could not read {source}: {e.strerror or e}") from None
 
 
 def load_model(source: str | Path) -> LeNet:
     """The model of a run folder or a checkpoint file; CheckpointError says what is wrong with it."""
     from .runs import Run
 
-    path = Path(source)
-    if path.is_dir():
-        if not (path / "checkpoint.pt").exists():
-            raise CheckpointError(f"{path} has no checkpoint.pt: is it a run folder with a trained model?")
-        return Run(path).load_checkpoint().model
-    if not path.exists():
-        raise CheckpointError(f"{path} does not exist: give a run folder or a checkpoint file")
-    return load_checkpoint(path).model
+    path = checkpoint_file(source)
+    return Run(path.parent).load_checkpoint().model if Path(source).is_dir() else load_checkpoint(path).model
+
+
+def source_bytes(source: str | Path) -> bytes:
+    """The ONNX file of a run folder's or checkpoint's model, naming the checkpoint in its metadata."""
+    digest = checkpoint_sha256(source)
+    return onnx_bytes(load_model(source), {"checkpoint_sha256": digest})
 
 
 def export(source: str | Path, out: str | Path) -> Path:
     """Write the ONNX file of a run folder's or checkpoint's model to `out`, atomically."""
-    data = onnx_bytes(load_model(source))
+    data = source_bytes(source)
     out = Path(out)
     if out.is_dir():
         raise ExportError(f"{out} is a folder; give a file name such as {out / 'model.onnx'}")

@@ -100,3 +100,15 @@ def test_lenet_export_bad_input_is_one_error_line(capsys, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], (source, err)
         assert "Traceback" not in err
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("name", ["digits", "fashion-classic", "fashion-modern"])
+def test_shipped_onnx_files_hold_their_checkpoints(name):
+    """models/*/model.onnx, which the app serves without exporting: made from the checkpoint beside
+    it (else `lenet export models/NAME --out models/NAME/model.onnx` makes it again)."""
+    from lenet_core.export import checkpoint_sha256
+
+    data = (ROOT / "models" / name / "model.onnx").read_bytes()
+    props = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
+    assert props["checkpoint_sha256"] == checkpoint_sha256(ROOT / "models" / name)
+    check_against_torch(shipped(name), data)
