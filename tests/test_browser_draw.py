@@ -196,6 +196,7 @@ def test_a_browser_that_cannot_run_the_model_gets_the_servers_answer(app_server,
         expect(note).to_be_visible()
         assert note.inner_text().startswith("Live prediction is off in this browser")
         assert len(note.inner_text().splitlines()) == 1
+        assert "wasm" in note.get_attribute("title")  # the runtime's own words, on hover
         stroke(page, SEVEN)
         expect(page.locator(".draw-prediction")).to_have_text("7")
         expect(page.locator(".draw-done")).to_have_attribute("data-update", "1")
