@@ -84,6 +84,15 @@ def onnx_for(folder: Path) -> bytes:
     return _export(str(folder.resolve()), version)
 
 
+def onnx_download(folder: Path) -> bytes:
+    """The ONNX file for a download button: made when the button is clicked. A checkpoint that
+    cannot be read gives a small text file that says why, rather than a page error."""
+    try:
+        return onnx_for(folder)
+    except (CheckpointError, ExportError, OSError) as e:
+        return f"LeNet Lab could not export this run's model: {e}\n".encode()
+
+
 def warm(folder: Path) -> Future:
     """Start making the ONNX file now (about 2 s, 7 s for the first in a process), while the
     browser loads the runtime, so the canvas's request finds it ready."""

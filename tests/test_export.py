@@ -112,3 +112,34 @@ def test_shipped_onnx_files_hold_their_checkpoints(name):
     props = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
     assert props["checkpoint_sha256"] == checkpoint_sha256(ROOT / "models" / name)
     check_against_torch(shipped(name), data)
+
+
+def test_the_train_page_offers_a_runs_model_as_onnx(tmp_path, monkeypatch, tiny_data_dir):
+    from streamlit.testing.v1 import AppTest
+
+    from lenet_app import server
+    from lenet_app.onnx_models import onnx_download
+    from lenet_app.session import owner_of
+
+    monkeypatch.setenv("LENET_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("LENET_DATA_DIR", str(tiny_data_dir))
+    monkeypatch.setenv("LENET_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(4)
+    model = LeNet(ODD)
+    config = TrainConfig(model=ODD, dataset="mnist")
+    run = Run.create(config, tmp_path / "runs", name="odd", owner=owner_of("browser-a"))
+    run.save_checkpoint(Checkpoint(config, model, "mnist", lenet_core.data.DATASETS["mnist"][2]))
+    run.set_status("finished", "Finished.")
+    try:
+        at = AppTest.from_file(str(ROOT / "lenet_lab.py"), default_timeout=60)
+        at.session_state["lenet_session_token"] = "browser-a"
+        at.run()
+        at.switch_page("views/train.py").run()
+        assert not at.exception, at.exception
+        buttons = [b for b in at.get("download_button") if b.proto.label == "ONNX"]
+        assert len(buttons) == 1
+    finally:
+        server.stop_executor()
+    check_against_torch(model, onnx_download(run.path))  # what the button's click sends
+    (run.path / "checkpoint.pt").write_bytes(b"damaged")
+    assert onnx_download(run.path).startswith(b"LeNet Lab could not export this run's model: ")
