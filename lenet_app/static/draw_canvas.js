@@ -173,7 +173,9 @@ async function predict(pad, moveTime) {
       if (!image) { showEmpty(pad); continue; }
       if (!pad.session) continue;
       const feeds = { image: new pad.ort.Tensor("float32", image, [1, 1, 28, 28]) };
+      const cleared = pad.clears;
       const out = await pad.session.run(feeds);
+      if (pad.clears !== cleared) continue;  // Clear was pressed meanwhile: this answer is of nothing
       pad.root.classList.remove("ld-empty");
       paintDigit(pad, image);
       paintProbs(pad, out.probs.data);
@@ -227,9 +229,12 @@ function send(pad) {
   const image = currentImage(pad);
   if (!image) return;
   const live = pad.live === "ready";
+  // Numbered from a random start: a canvas made anew (the page opened again) must not repeat the
+  // number of the drawing the server saw last, or the server would take it for that one.
+  const n = pad.firstNumber + pad.strokes;
   pad.setStateValue("drawing", live
-    ? { n: pad.strokes, live: true, image: encodeImage(image) }
-    : { n: pad.strokes, live: false, png: pad.canvas.toDataURL("image/png") });
+    ? { n, live: true, image: encodeImage(image) }
+    : { n, live: false, png: pad.canvas.toDataURL("image/png") });
 }
 
 // -- the pen ---------------------------------------------------------------------------------
@@ -280,6 +285,7 @@ function listen(pad) {
   canvas.addEventListener("pointerup", end);
   canvas.addEventListener("pointercancel", end);
   pad.clear.addEventListener("click", () => {
+    pad.clears += 1;
     clearCanvas(pad);
     pad.image = null;
     showEmpty(pad);
@@ -310,7 +316,7 @@ function create(root, data) {
     }),
     sequential: lut(data.colors.sequential), diverging: lut(data.colors.diverging),
     pointer: null, drawing: false, last: null, busy: false, due: null, session: null, ort: null, live: "loading",
-    modelUrl: undefined, readyAt: null, firstAt: null, image: null, probs: null, updates: 0, strokes: 0, latencies: [],
+    clears: 0, firstNumber: Math.floor(Math.random() * 1e9), modelUrl: undefined, readyAt: null, firstAt: null, image: null, probs: null, updates: 0, strokes: 0, latencies: [],
   };
   clearCanvas(pad);
   root.__lenet = pad;  // for the tests and benchmarks: the image, probabilities and timings
