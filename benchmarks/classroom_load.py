@@ -650,7 +650,7 @@ async def measure(server: AppServer, args, trainings: Trainings | None, baseline
               f"{percentile(net, 50):.0f} p95 {percentile(net, 95):.0f} ms; in the page: ->message handled p50 "
               f"{percentile(msg, 50):.0f} p95 {percentile(msg, 95):.0f} ms, ->shown p50 {percentile(sent, 50):.0f} "
               f"p95 {percentile(sent, 95):.0f} ms; mouse-up->shown p50 {percentile(up, 50):.0f} "
-              f"p95 {percentile(up, 95):.0f} ms (the canvas waits 200 ms before sending); the page's own time "
+              f"p95 {percentile(up, 95):.0f} ms (the canvas sends on pen-up); the page's own time "
               f"for these runs p50 {percentile(srv, 50):.0f} p95 {percentile(srv, 95):.0f} ms", flush=True)
         if phase is not None:
             lat = phase.latencies()
