@@ -134,7 +134,7 @@ def test_prediction_follows_the_pen_then_the_server_explains_the_stroke(app_serv
 
 
 @pytest.fixture
-def odd_run(app_env):
+def odd_run(app_env, tmp_path):
     """A run from the command line (every browser sees it) with 3 conv layers, kernel 3, tanh and
     max pooling; its weights scaled up from their init, so the answers are far from uniform."""
     torch.manual_seed(3)
@@ -143,8 +143,11 @@ def odd_run(app_env):
         for p in model.parameters():
             p.mul_(3.0)
     config = TrainConfig(model=ODD, dataset="mnist")
-    run = Run.create(config, Path(app_env["LENET_RUNS_DIR"]), name="odd net")
-    run.save_checkpoint(Checkpoint(config, model, "mnist", lenet_core.data.DATASETS["mnist"][2]))
+    # Made finished elsewhere, then moved in: the server's pool trains any queued run it finds.
+    made = Run.create(config, tmp_path, name="odd net")
+    made.save_checkpoint(Checkpoint(config, model, "mnist", lenet_core.data.DATASETS["mnist"][2]))
+    made.set_status("finished", "Finished.")
+    run = Run(shutil.move(made.path, Path(app_env["LENET_RUNS_DIR"]) / made.path.name))
     yield run, model.eval()
     shutil.rmtree(run.path, ignore_errors=True)
 
