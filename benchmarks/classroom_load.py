@@ -7,8 +7,10 @@ student opens /draw, then draws --strokes strokes, one every 1-2 s (jittered), d
 (a few strokes each, jittered shapes, Clear between digits). Meanwhile M trainings run
 (`python -m lenet_core train`, nice 10; see start_trainings).
 
-Per N it prints the latency from a stroke's drawing being sent to its prediction arriving
-(p50/p95; the browser's canvas waits 200 ms after mouse-up before it sends, not counted here),
+Each student's canvas speaks as lenet_app/draw_canvas.py's does in a browser that runs the model:
+nothing while the pen moves (the prediction is made in the browser), one message per finished
+stroke (the 28x28 image), an empty drawing for Clear. Per N it prints the latency from a stroke's
+message being sent to the server's analysis of it arriving (p50/p95; "prediction" below),
 the failures (no prediction within --timeout s, errors, disconnects), the trainings' samples/s
 against one training alone before the load, and the server's RSS and CPU. Then "memory flat":
 --memory-sessions sessions opened, drawn on once and closed. Then a Chromium check: real
@@ -41,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
 from browser import AppServer, start_app  # noqa: E402
 from draw_page import DIGITS, Answer, DrawTab, jittered  # noqa: E402
-from st_client import Request, Session, canvas_drawing  # noqa: E402
+from st_client import Request, Session, live_image  # noqa: E402
 
 CLEAR = "clear"
 VERBOSE = False
@@ -272,7 +274,7 @@ def make_plan(rng: random.Random, strokes: int) -> list:
         if plan:
             plan.append(CLEAR)
         for k in range(1, min(len(digit), left) + 1):
-            plan.append(canvas_drawing(digit[:k]))
+            plan.append(live_image(digit[:k]))
         left -= min(len(digit), left)
     return plan
 
@@ -388,7 +390,7 @@ async def memory_flat(url: str, server_pid: int, count: int, opts) -> tuple[floa
     """Open, draw on once and close `count` sessions (5 at a time); RSS before and after."""
     before, failed = rss_mb(server_pid), 0
     sem = asyncio.Semaphore(5)
-    drawing = canvas_drawing(DIGITS["7"])
+    drawing = live_image(DIGITS["7"])
 
     async def one(i):
         nonlocal failed
@@ -420,7 +422,7 @@ WS_HOOKS_PREDICTION = """(() => {
     const ws = new Native(...args);
     ws.addEventListener('message', (ev) => {
       if (window.__sent == null || window.__predMsg != null || !(ev.data instanceof ArrayBuffer)) return;
-      const m = text.decode(ev.data).match(/class="draw-prediction"[^>]*?data-update="(\\d+)"/);
+      const m = text.decode(ev.data).match(/class="draw-done" data-update="(\\d+)"/);
       if (m && +m[1] >= window.__target) window.__predMsg = performance.now();
     });
     const send = ws.send.bind(ws);
@@ -439,7 +441,7 @@ def network_latency_ms(frames: list, target: int) -> float:
     sent = next((t for kind, t, _ in frames if kind == "sent"), None)
     for kind, t, payload in frames:
         if kind == "recv" and sent is not None and t >= sent:
-            m = re.search(rb'class="draw-prediction"[^>]*?data-update="(\d+)"', base64.b64decode(payload))
+            m = re.search(rb'class="draw-done" data-update="(\d+)"', base64.b64decode(payload))
             if m and int(m.group(1)) >= target:
                 return (t - sent) * 1000
     return float("nan")
@@ -450,10 +452,13 @@ def browser_strokes(url: str, strokes: int, seed: int, ready: threading.Event, o
     prediction shown, and drawing sent to the prediction's message received; timed inside the page
     as benchmarks/canvas_latency.py does."""
     try:
-        from canvas_latency import DONE, INSTALL, SHAPES, current_update
+        from canvas_latency import INSTALL, SHAPES
         from playwright.sync_api import sync_playwright
 
-        from browser import canvas_box, launch_chromium, stroke, wait_for_app
+        from browser import CANVAS, canvas_box, launch_chromium, stroke, wait_for_app
+
+        def current_update(page) -> int:
+            return int(page.locator(".draw-done").get_attribute("data-update"))
 
         rng = random.Random(seed)
         with sync_playwright() as p:
@@ -471,17 +476,14 @@ def browser_strokes(url: str, strokes: int, seed: int, ready: threading.Event, o
                 cdp.on("Network.webSocketFrameReceived",
                        lambda ev: frames.append(("recv", ev["timestamp"], ev["response"]["payloadData"])))
                 page.goto(f"{url}/draw")
-                page.wait_for_selector("canvas.upper-canvas")
+                page.wait_for_selector(CANVAS)
                 wait_for_app(page)
                 page.evaluate(INSTALL)
                 ready.set()
                 for i in range(strokes):
                     time.sleep(rng.uniform(1.0, 2.0))
                     if i and i % 3 == 0:
-                        old = page.locator("canvas.upper-canvas").element_handle()
-                        page.get_by_role("button", name="Clear").click()
-                        page.wait_for_function("el => !el.isConnected", arg=old)
-                        page.get_by_text("Draw a digit on the black canvas").wait_for()
+                        page.locator(".ld-clear").click()
                         wait_for_app(page)
                     box = canvas_box(page)
                     target = current_update(page) + 1
@@ -489,20 +491,16 @@ def browser_strokes(url: str, strokes: int, seed: int, ready: threading.Event, o
                                   " '__first', '__pred', '__predMsg']) window[k] = null; }", target)
                     mark = len(frames)
                     stroke(page, SHAPES[i % len(SHAPES)], box)
-                    try:
-                        page.wait_for_function("() => window.__pred !== null", polling="raf", timeout=20_000)
+                    try:  # the analysis painted: the page's last element shows the stroke's number
+                        page.wait_for_function("() => window.__seen !== null", polling="raf", timeout=20_000)
                     except Exception:
-                        errors.append(f"stroke {i + 1}: no prediction within 20 s")
+                        errors.append(f"stroke {i + 1}: no analysis within 20 s")
                         wait_for_app(page)
                         continue
                     page.wait_for_timeout(50)  # (the frame events come in before this returns)
-                    row = page.evaluate("() => [window.__pred - window.__up, window.__pred - window.__sent,"
+                    row = page.evaluate("() => [window.__seen - window.__up, window.__seen - window.__sent,"
                                         " window.__predMsg == null ? NaN : window.__predMsg - window.__sent]")
-                    try:  # the page's own time for this run, from its last caption
-                        page.wait_for_function("() => window.__seen !== null", polling="raf", timeout=5_000)
-                        server_ms = float(DONE.search(page.evaluate("() => window.__text")).group(2))
-                    except Exception:
-                        server_ms = float("nan")
+                    server_ms = float(page.locator(".draw-done").get_attribute("data-ms"))  # the page's own time
                     out.append(row + [network_latency_ms(frames[mark:], target), server_ms])
                     wait_for_app(page)
             finally:
@@ -652,7 +650,7 @@ async def measure(server: AppServer, args, trainings: Trainings | None, baseline
               f"{percentile(net, 50):.0f} p95 {percentile(net, 95):.0f} ms; in the page: ->message handled p50 "
               f"{percentile(msg, 50):.0f} p95 {percentile(msg, 95):.0f} ms, ->shown p50 {percentile(sent, 50):.0f} "
               f"p95 {percentile(sent, 95):.0f} ms; mouse-up->shown p50 {percentile(up, 50):.0f} "
-              f"p95 {percentile(up, 95):.0f} ms (the canvas waits 200 ms before sending); the page's own time "
+              f"p95 {percentile(up, 95):.0f} ms (the canvas sends on pen-up); the page's own time "
               f"for these runs p50 {percentile(srv, 50):.0f} p95 {percentile(srv, 95):.0f} ms", flush=True)
         if phase is not None:
             lat = phase.latencies()

@@ -1,8 +1,11 @@
 """The Draw page as a protocol client (st_client.Session) uses it: a student's tab.
 
-Everything this relies on in the page is in the constants below (the page's URL name, the
-canvas's key, the Clear button, the prediction's markup), so a changed layout needs edits here
-only. Widget ids are found in each run's messages, never written down.
+The canvas (lenet_app/draw_canvas.py) runs the model in the browser and sends one message per
+finished stroke: the 28x28 image it made ({"n", "live": True, "image"}); Clear sends an empty
+drawing. The server's answer is its analysis of that drawing ("Which pixels made it say X",
+probes), ending with the page's hidden last element (data-update N). Everything this relies on
+in the page is in the constants below, so a changed layout needs edits here only. Widget ids
+are found in each run's messages, never written down.
 """
 from __future__ import annotations
 
@@ -10,15 +13,15 @@ import random
 import re
 from dataclasses import dataclass
 
-from st_client import Element, Request, Run, Session, canvas_drawing
+from st_client import Element, Request, Run, Session, live_image
 
 PAGE = "draw"                               # URL path /draw
-CANVAS_KEY_PREFIX = "draw_canvas"           # st_canvas(key="draw_canvas" or "draw_canvas_<n>")
-CANVAS_COMPONENT = "streamlit_drawable_canvas"
-CANVAS_STATE = "drawing"                    # the component's setStateValue("drawing", {raw, data})
-CLEAR_LABEL = "Clear"
-PREDICTION = re.compile(r'class="draw-prediction"[^>]*?data-update="(\d+)"[^>]*>([^<]*)<')
-SERVER_TIME = re.compile(r'class="draw-done"[^>]*data-ms="(\d+)"')  # the page's last element: its server time
+CANVAS_KEY_PREFIX = "draw_pad"              # the canvas component's key
+CANVAS_COMPONENT = "lenet_draw_canvas"
+CANVAS_STATE = "drawing"                    # the component's setStateValue("drawing", {n, live, image})
+ANALYSIS = re.compile(r"Which pixels made it say (.+)$")   # the analysis's heading: the class
+DONE = re.compile(r'class="draw-done" data-update="(\d+)"')  # the page's last element: the drawing's number
+SERVER_TIME = re.compile(r'class="draw-done"[^>]*data-ms="(\d+)"')  # and the server's time for the run
 
 # Digits as strokes (polylines in fractions of the canvas), each drawn one stroke at a time.
 DIGITS: dict[str, list[list[tuple[float, float]]]] = {
@@ -33,10 +36,6 @@ DIGITS: dict[str, list[list[tuple[float, float]]]] = {
 }
 
 
-def parse_prediction(body: str) -> tuple[int, str] | None:
-    """(data-update, class name) from the prediction's markdown, or None for other markdown."""
-    m = PREDICTION.search(body)
-    return (int(m.group(1)), m.group(2).strip()) if m else None
 
 
 def jittered(strokes, rng: random.Random, amount: float = 0.03):
@@ -47,9 +46,9 @@ def jittered(strokes, rng: random.Random, amount: float = 0.03):
 
 @dataclass
 class Answer:
-    t: float            # when the prediction's markdown arrived
+    t: float            # when the page's last element, which follows the analysis, arrived
     update: int
-    label: str
+    label: str          # the class the analysis explains: the prediction
 
 
 class DrawTab:
@@ -58,6 +57,7 @@ class DrawTab:
     def __init__(self, session: Session):
         self.s = session
         self.last_update = 0  # the highest data-update this tab has seen
+        self.strokes = 0      # strokes sent, as the canvas numbers them
 
     async def open(self, timeout: float | None = None) -> Run:
         run = await self.s.open_page(PAGE, timeout)
@@ -71,30 +71,36 @@ class DrawTab:
         return canvas
 
     async def draw(self, strokes) -> Request:
-        """The canvas after `strokes` (all of them so far), sent as the component does on mouse-up."""
-        return await self.send_drawing(canvas_drawing(strokes))
+        """The canvas after `strokes` (all of them so far), sent as the component does on pen-up."""
+        return await self.send_drawing(live_image(strokes))
 
-    async def send_drawing(self, drawing: dict) -> Request:
-        """`draw` with the drawing made beforehand (st_client.canvas_drawing): no PNG encoding now."""
-        self.s.set_component_state(self.canvas().widget_id, CANVAS_STATE, drawing)
+    async def send_drawing(self, image: str) -> Request:
+        """`draw` with the image made beforehand (st_client.live_image)."""
+        self.strokes += 1
+        self.s.set_component_state(self.canvas().widget_id, CANVAS_STATE,
+                                   {"n": self.strokes, "live": True, "image": image})
         return await self.s.rerun()
 
     async def clear(self, timeout: float | None = None) -> Run:
-        """Press Clear and wait for the new, empty canvas."""
-        old = self.canvas().widget_id
-        self.s.click(self.s.widget("button", label=CLEAR_LABEL).widget_id)
-        run = await self.s.wait_finished(await self.s.rerun(), timeout)
-        if self.canvas().widget_id == old:
-            raise LookupError("Clear gave no new canvas")
-        return run
+        """Press the canvas's Clear (an empty drawing) and wait for the page without analysis."""
+        self.s.set_component_state(self.canvas().widget_id, CANVAS_STATE, None)
+        return await self.s.wait_finished(await self.s.rerun(), timeout)
 
     def answer(self, request: Request) -> Answer | None:
-        """The first prediction from a run started after `request` (it has seen that drawing)."""
+        """The analysis from a run started after `request` (it has seen that drawing): its class,
+        and the page's last element once it has arrived."""
         for run in self.s.runs[request.first_run:]:
+            label = done = None
             for e in run.elements.values():
-                if e.kind == "markdown" and (p := parse_prediction(e.proto.body)):
-                    self.last_update = max(self.last_update, p[0])
-                    return Answer(e.t, *p)
+                body = getattr(e.proto, "body", "")
+                if isinstance(body, str):
+                    if label is None and (m := ANALYSIS.search(body)):
+                        label = m.group(1).strip()
+                    elif (m := DONE.search(body)) and label is not None:
+                        done = (e.t, int(m.group(1)))
+            if label is not None and done is not None:
+                self.last_update = max(self.last_update, done[1])
+                return Answer(done[0], done[1], label)
         return None
 
     @staticmethod

@@ -458,3 +458,17 @@ def canvas_drawing(strokes: list[list[tuple[float, float]]]) -> dict:
     """The value of the canvas's "drawing" state after these strokes (raw JSON + PNG data URL)."""
     return {"raw": fabric_paths(strokes), "data": png_data_url(canvas_png(strokes))}
 
+
+# -- LeNet Lab's own Draw canvas (lenet_app/draw_canvas.py) ----------------------------
+
+def live_image(strokes: list[list[tuple[float, float]]]) -> str:
+    """What the Draw canvas sends on pen-up from a browser that runs the model: the 28x28 image it
+    made (as digit_from_rgba makes it), float32, base64: 4,184 characters."""
+    import numpy as np
+    from PIL import Image
+
+    from lenet_core.preprocess import digit_from_rgba
+
+    rgba = np.asarray(Image.open(io.BytesIO(canvas_png(strokes))).convert("RGBA"))
+    return base64.b64encode(np.asarray(digit_from_rgba(rgba), dtype="<f4").tobytes()).decode("ascii")
+

@@ -8,6 +8,7 @@ from lenet_core.data import DATASETS
 from lenet_core.runs import RESUMABLE, Run, RunInfo, export_checkpoint
 
 from . import curves, live_panel, runs, scrubber, session
+from .onnx_models import onnx_download
 from .server import serving
 
 CURRENT = "train.current"
@@ -149,6 +150,11 @@ def actions(mine: list[RunInfo]) -> None:
                                mime="application/octet-stream", on_click="ignore",
                                help="Weights, settings and curves in one .pt file: upload it here to continue it, "
                                     "or train it on with `lenet`.")
+            st.download_button("ONNX", data=lambda: onnx_download(info.path), icon=":material/download:",
+                               file_name=f"lenet-{session.clean_name(info.name).replace(' ', '')[:60]}.onnx",
+                               mime="application/octet-stream", on_click="ignore", key=f"train.onnx.{info.id}",
+                               help="The model as ONNX (class probabilities and the first two conv layers' maps): "
+                                    "it opens in Netron and runs in onnxruntime, as `lenet export` writes it.")
         with st.popover("Rename or delete", icon=":material/edit:"):
             new = st.text_input("New name", value=info.name, max_chars=session.NAME_MAX, key=f"train.name.{info.id}")
             st.button("Rename", on_click=act, args=(runs.rename, info, new))

@@ -4,11 +4,14 @@
   with it (a SIGTERM saves what trains as stopped);
 - a cookie that lets a browser find its own runs again after a reload or in a second tab;
 - the small JSON route a training run's live panel reads, and plotly.js for it, served from the
-  installed Plotly package (the app must work with no network)."""
+  installed Plotly package (the app must work with no network);
+- for the Draw page's canvas: each model as ONNX, and onnxruntime-web's files (shipped in
+  static/ort/), gzipped and cached by the browser."""
 from __future__ import annotations
 
 import atexit
 import contextlib
+import gzip
 import json
 import re
 import secrets
@@ -33,6 +36,8 @@ PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 LIVE_URL = "lenet/runs/{run_id}/live"
 PLOTLY_URL = "lenet/plotly.min.js"
 HEALTH_URL = "lenet/health"
+ORT_URL = "lenet/ort/"                     # + one of onnx_models.ORT_FILES
+ONNX_URL = "lenet/onnx/{source}/{name}.onnx"  # source: shipped or run; ?v= the checkpoint's version
 
 _executor: Executor | None = None
 _lock = threading.Lock()
@@ -66,6 +71,10 @@ def stop_executor() -> None:
 async def lifespan(app):
     global _serving
     await run_in_threadpool(executor)  # workers warm up while the first page loads
+    from .models import DEFAULT, MODELS_DIR
+    from .onnx_models import warm
+
+    warm(MODELS_DIR / DEFAULT.split(":", 1)[1])  # Draw's first model as ONNX, in the background
     _serving = True
     try:
         yield
@@ -122,5 +131,59 @@ async def plotly_js(request: Request) -> Response:
     return FileResponse(PLOTLY_JS, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
 
 
+async def ort_file(request: Request) -> Response:
+    """onnxruntime-web's script, module and wasm, gzipped: 3.8 MB on a browser's first Draw, then
+    from its cache."""
+    from .onnx_models import ORT_FILES
+    from .onnx_models import ort_file as read
+
+    name = request.path_params["name"]
+    if name not in ORT_FILES:
+        return Response(status_code=404)
+    packed, plain = await run_in_threadpool(read, name)
+    headers = {"Cache-Control": "public, max-age=604800", "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(packed, media_type=ORT_FILES[name], headers={**headers, "Content-Encoding": "gzip"})
+    if plain is None:  # no browser in use refuses gzip; a script might
+        plain = await run_in_threadpool(gzip.decompress, packed)
+    return Response(plain, media_type=ORT_FILES[name], headers=headers)
+
+
+def model_folder(source: str, name: str, owner: str | None) -> Path | None:
+    """The folder of a shipped model or of a run this browser may see, or None."""
+    from .models import MODELS_DIR, SHIPPED
+
+    if source == "shipped":
+        return MODELS_DIR / name if name in SHIPPED else None
+    if source != "run" or not RUN_ID.fullmatch(name) or name.startswith("."):
+        return None
+    run = Run(runs_root() / name)
+    try:
+        info = run.info()
+    except Exception:
+        return None
+    return run.path if info.owner is None or info.owner == owner else None
+
+
+async def onnx_model(request: Request) -> Response:
+    """A model as ONNX for the Draw canvas (lenet_core/export.py): a shipped one, or a run its owner's
+    browser may see. Its URL names the checkpoint's version, so the browser may keep it."""
+    from lenet_core.checkpoint import CheckpointError
+    from lenet_core.export import ExportError
+
+    from .onnx_models import onnx_for
+
+    folder = await run_in_threadpool(model_folder, request.path_params["source"], request.path_params["name"],
+                                     owner_of(request.cookies.get(COOKIE)))
+    if folder is None:
+        return Response(status_code=404)
+    try:
+        data = await run_in_threadpool(onnx_for, folder)
+    except (CheckpointError, ExportError, OSError) as e:
+        return Response(f"{e}", status_code=422, media_type="text/plain")
+    return Response(data, media_type="application/octet-stream", headers={"Cache-Control": "private, max-age=86400"})
+
+
 def routes() -> list[Route]:
-    return [Route("/" + LIVE_URL, live), Route("/" + PLOTLY_URL, plotly_js), Route("/" + HEALTH_URL, health)]
+    return [Route("/" + LIVE_URL, live), Route("/" + PLOTLY_URL, plotly_js), Route("/" + HEALTH_URL, health),
+            Route("/" + ORT_URL + "{name}", ort_file), Route("/" + ONNX_URL, onnx_model)]

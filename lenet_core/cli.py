@@ -1,4 +1,4 @@
-"""`lenet` (or `python -m lenet_core`): train, resume, list, summarise and evaluate from a terminal.
+"""`lenet` (or `python -m lenet_core`): train, resume, list, summarise, evaluate and export from a terminal.
 
 Every run is a run folder (runs.py), the same the app shows: `train --out runs/NAME` writes it as it
 trains, so a run killed mid-way is resumed with `resume runs/NAME`."""
@@ -291,6 +291,17 @@ def cmd_evaluate(args):
     return 0
 
 
+def cmd_export(args):
+    from .export import export
+
+    source = Path(args.source)
+    out = Path(args.out) if args.out else Path(f"{source.stem if source.is_file() else source.resolve().name}.onnx")
+    written = export(source, out)
+    print(f"wrote {written} ({written.stat().st_size:,} bytes): class probabilities and the first conv layers' maps; "
+          "open it in Netron or run it with onnxruntime")
+    return 0
+
+
 def _executor_flags(p):
     p.add_argument("--executor", default="here", choices=("here", "ray"),
                    help="train in this process (default), or on Ray (LENET_RAY_ADDRESS or --ray-address)")
@@ -337,12 +348,18 @@ def build_parser() -> Parser:
     e.add_argument("--data-dir")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
+
+    x = sub.add_parser("export", help="write a run's or checkpoint's model as ONNX (probabilities and conv maps)")
+    x.add_argument("source", metavar="RUN_OR_CHECKPOINT")
+    x.add_argument("--out", metavar="FILE", help="where to write it (default: NAME.onnx in this folder)")
+    x.set_defaults(func=cmd_export)
     return p
 
 
 def main(argv=None) -> int:
     from .checkpoint import CheckpointError
     from .data import DataUnavailableError
+    from .export import ExportError
 
     try:
         args = build_parser().parse_args(argv)
@@ -351,7 +368,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
     except ConfigError as e:
         print(f"error: bad setting {e}", file=sys.stderr)
-    except (CheckpointError, DataUnavailableError) as e:
+    except (CheckpointError, DataUnavailableError, ExportError) as e:
         # For missing data the first line is the error; the rest says where we looked and what to do.
         print(f"error: {e}", file=sys.stderr)
     except KeyboardInterrupt:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 
 import numpy as np
 import torch
@@ -12,6 +13,10 @@ from PIL import Image, UnidentifiedImageError
 SIZE = 28
 BOX = 20  # MNIST normalised each digit to fit a 20x20 box inside the 28x28 field
 INK_THRESHOLD = 0.1  # ink below this is antialiasing fringe or noise, not a stroke
+# A symmetric stroke's centre of mass lies on a half pixel, give or take an error in the last bits
+# that depends on the order of the additions (numpy's here, the browser's on the Draw canvas, see
+# lenet_app/static/draw_preprocess.js): such a centre is rounded up, wherever it is computed.
+HALF_UP = 0.5 + 1e-4
 
 
 def ink_from_rgba(rgba: np.ndarray) -> np.ndarray:
@@ -52,7 +57,7 @@ def digit_from_rgba(rgba: np.ndarray) -> np.ndarray | None:
     total = patch.sum()
     cy, cx = (ys * patch).sum() / total, (xs * patch).sum() / total
     out = np.zeros((SIZE, SIZE), np.float32)
-    _paste(out, patch, top=round(SIZE / 2 - cy), left=round(SIZE / 2 - cx))
+    _paste(out, patch, top=math.floor(SIZE / 2 - cy + HALF_UP), left=math.floor(SIZE / 2 - cx + HALF_UP))
     return out
 
 

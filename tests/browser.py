@@ -155,13 +155,15 @@ def screenshot(page, name: str) -> Path:
 
 # -- the drawing canvas ----------------------------------------------------------
 
+CANVAS = ".ld-canvas"  # the Draw page's canvas (lenet_app/draw_canvas.py)
+
 def canvas_box(page, settle_ms: int = 50, tries: int = 100) -> dict:
     """The canvas's box once it stops moving: a freshly mounted canvas (first load, or after
     Clear) shifts while its styles load, and a stroke aimed at the old place lands on the page
     instead (selecting text)."""
     box = None
     for _ in range(tries):
-        new = page.locator("canvas.upper-canvas").bounding_box()
+        new = page.locator(CANVAS).bounding_box()
         if new is not None and new == box:
             return box
         box = new

@@ -1,4 +1,8 @@
-"""The Draw page under AppTest: a drawing arrives as the canvas's PNG data URL in session state."""
+"""The Draw page under AppTest: a drawing arrives in the canvas component's state, as a browser
+sends it when a stroke ends: the canvas as a PNG (no model in the browser, which is also the case
+under AppTest, where nothing serves the model) or the 28x28 image the browser made (live)."""
+import base64
+import itertools
 import re
 from pathlib import Path
 
@@ -27,17 +31,27 @@ STROKES = {"7": [(80, 50), (200, 50), (120, 240)], "1": [(140, 40), (140, 240)]}
 PROBES = ["blank", "noise", "inverted", "shifted 6 px right", "rotated 30°"]
 
 
+_strokes = itertools.count(1)
+
+
 def drawing(digit: str) -> np.ndarray:
-    """A 280x280 canvas like streamlit-drawable-canvas sends: white strokes on black."""
+    """A 280x280 canvas as the Draw canvas draws it: white strokes on black."""
     img = Image.new("RGBA", (280, 280), (0, 0, 0, 255))
     ImageDraw.Draw(img).line(STROKES[digit], fill=(255, 255, 255, 255), width=18, joint="curve")
     return np.asarray(img)
 
 
 def canvas_value(rgba: np.ndarray | None) -> dict:
-    """The component's state as streamlit-drawable-canvas 0.13 keeps it under its key."""
-    return {"drawing": {"raw": {"objects": []}, "data": None if rgba is None else rgba_to_png_data_url(rgba)},
-            "backgroundFit": None}
+    """The canvas component's state after a stroke, from a browser that cannot run the model."""
+    if rgba is None:
+        return {"drawing": None}
+    return {"drawing": {"n": next(_strokes), "live": False, "png": rgba_to_png_data_url(rgba)}}
+
+
+def live_value(image: np.ndarray) -> dict:
+    """The state a browser running the model sends: its own 28x28 image, float32, base64."""
+    raw = np.asarray(image, dtype="<f4").tobytes()
+    return {"drawing": {"n": next(_strokes), "live": True, "image": base64.b64encode(raw).decode()}}
 
 
 @pytest.fixture
@@ -62,10 +76,10 @@ def draw_page(no_data):
     return open_draw()
 
 
-def draw(at, digit: str, canvas_key: str = "draw_canvas") -> np.ndarray:
+def draw(at, digit: str) -> np.ndarray:
     """Hand the page a drawing; returns the 28x28 image the model should see."""
     rgba = drawing(digit)
-    at.session_state[canvas_key] = canvas_value(rgba)
+    at.session_state["draw_pad"] = canvas_value(rgba)
     at.run()
     assert not at.exception, at.exception
     return digit_from_rgba(rgba)
@@ -130,6 +144,42 @@ def test_drawing_gives_the_models_prediction(draw_page, digit):
     assert stored.shape == (28, 28) and stored.dtype == np.float32 and np.array_equal(stored, img)
 
 
+def test_a_live_drawing_gets_the_servers_analysis_not_a_second_prediction(draw_page):
+    """A browser that ran the model sends its 28x28 image when the stroke ends: the page answers
+    with attribution and probes for that very image, and leaves prediction, bars and maps to the
+    canvas, which drew them while the pen moved."""
+    at = draw_page
+    img = digit_from_rgba(drawing("7"))
+    at.session_state["draw_pad"] = live_value(img)
+    at.run()
+    assert not at.exception and not at.error
+    assert prediction_div(at) is None
+    assert chart_keys(at) == ["draw.attr.figure"]
+    assert [s.value for s in at.subheader] == ["Which pixels made it say 7"]
+    assert np.array_equal(at.session_state["draw_image"], img)  # Activations' "current drawing"
+    assert at.session_state["draw_updates"] == 1
+    done = next(h.proto.body for h in at.get("html") if 'class="draw-done"' in h.proto.body)
+    assert 'data-update="1"' in done
+
+
+@pytest.mark.parametrize("value, words", [
+    ("a string", "not a drawing"),
+    ({"n": 1, "live": True, "image": "AAAA"}, "not a 28x28 image"),
+    ({"n": 1, "live": True, "image": "!" * 100}, "not base64"),
+    ({"n": 1, "live": True, "image": "A" * 100_000}, "wrong size"),
+    ({"n": 1, "live": True, "image": base64.b64encode(np.full(784, np.nan, "<f4").tobytes()).decode()}, "not numbers"),
+    ({"n": 1, "live": False, "png": "data:image/png;base64," + "A" * 2_000_000}, "too large"),
+    ({"n": 1, "live": False, "png": "data:text/html,hello"}, "data URL"),
+])
+def test_a_drawing_no_browser_of_this_app_sends_gets_one_line(draw_page, value, words):
+    at = draw_page
+    at.session_state["draw_pad"] = {"drawing": value}
+    at.run()
+    assert not at.exception
+    assert len(at.error) == 1 and words in at.error[0].value and at.error[0].value.startswith("That drawing")
+    assert at.session_state["draw_image"] is None and prediction_div(at) is None
+
+
 def test_same_drawing_twice_counts_once_and_clear_empties(draw_page):
     at = draw_page
     draw(at, "7")
@@ -138,14 +188,15 @@ def test_same_drawing_twice_counts_once_and_clear_empties(draw_page):
     at.selectbox(key="draw.attr.target").set_value(3).run()
     assert prediction_div(at)["update"] == "1"
 
-    next(b for b in at.button if b.label == "Clear").click().run()
+    at.session_state["draw_pad"] = canvas_value(None)  # the canvas's Clear
+    at.run()
     assert not at.exception
     assert at.session_state["draw_image"] is None
     assert prediction(at) is None
     assert len(at.get("plotly_chart")) == 0
     assert any("Draw a digit" in i.value for i in at.info)
 
-    draw(at, "1", canvas_key="draw_canvas_1")  # Clear gave a new, empty canvas under a new key
+    draw(at, "1")
     assert prediction(at) == "1"
     assert prediction_div(at)["update"] == "2"
     assert at.selectbox(key="draw.attr.target").value == 3  # the class asked about outlives Clear

@@ -1,78 +1,68 @@
-"""Draw a digit; see what the model sees, what it predicts, and its first two conv layers' maps."""
+"""Draw a digit; see what the model sees, what it predicts, and its first two conv layers' maps.
+
+The canvas (lenet_app/draw_canvas.py) runs the model in the browser while the pen moves; this
+script runs when a stroke ends, for what needs the server: attribution and the probe inputs (and
+everything, where the browser cannot run the model)."""
 import html
 import time
 
 _t0 = time.perf_counter()  # the page's server time, for the latency benchmarks (data-ms, at the end)
 
 import streamlit as st
-from streamlit_drawable_canvas import st_canvas
 
-from lenet_app import attribution_view, maps, models, probe_inputs
-from lenet_core.preprocess import digit_from_rgba, image_to_tensor
+from lenet_app import attribution_view, draw_canvas, maps, models, probe_inputs
+from lenet_app.server import serving
+from lenet_core.preprocess import image_to_tensor
 
 st.title("Draw")
 
 ss = st.session_state
-ss.setdefault("draw_clears", 0)
 ss.setdefault("draw_updates", 0)
 
-
-def clear_canvas():
-    ss["draw_clears"] += 1  # a new key gives a new, empty canvas
-
-
-# Fixed widths for the canvas and the prediction, so the 280-pixel canvas is never clipped by a
-# narrow column (a projector at 1024 or 1280 pixels); the row wraps when the window is too narrow.
-row = st.container(horizontal=True, gap="medium")
-with row:
-    left = st.container(width=290)
-    middle = st.container(width=190)
-    right = st.container(width="stretch")
-with left:
+with st.container(width=290):
     entry = models.picker()
-    canvas_key = "draw_canvas" if ss["draw_clears"] == 0 else f"draw_canvas_{ss['draw_clears']}"
     st.caption("Draw one digit:" if entry is None or entry.is_digits else "Draw a garment:")
-    result = st_canvas(stroke_width=18, stroke_color="#FFFFFF", background_color="#000000",
-                       height=280, width=280, drawing_mode="freedraw", return_image_data=True, key=canvas_key)
-    st.button("Clear", icon=":material/delete:", on_click=clear_canvas)
-
-rgba = result.image_data
-img = digit_from_rgba(rgba) if rgba is not None else None
+if entry is not None and not entry.is_digits:
+    st.info(f"**{entry.label}** was trained on Fashion-MNIST: it sees garments, not digits, "
+            "and will name a piece of clothing for whatever you draw.", icon=":material/checkroom:")
+try:
+    drawing = draw_canvas.show(entry, "Draw a digit on the black canvas with your mouse, pen or finger: "
+                                      "the prediction follows as you draw.", serving())
+except ValueError as e:
+    st.error(f"That drawing could not be read ({e}); draw again.", icon=":material/error:")
+    drawing = None
+img = drawing.image if drawing is not None else None
 ss["draw_image"] = img  # the Activations page offers it as "current drawing"
 
 # Count the drawings received, so a user (and the latency benchmark) can see the page answer each stroke.
-drawing_id = result.image_bytes if rgba is not None else None
-if img is not None and drawing_id != ss.get("draw_last_id"):
+if drawing is not None and drawing.number != ss.get("draw_last_id"):
     ss["draw_updates"] += 1
-ss["draw_last_id"] = drawing_id
-
-if entry is not None and not entry.is_digits:
-    with left:
-        st.info(f"**{entry.label}** was trained on Fashion-MNIST: it sees garments, not digits, "
-                "and will name a piece of clothing for whatever you draw.", icon=":material/checkroom:")
+ss["draw_last_id"] = drawing.number if drawing is not None else None
 
 if img is None:
-    with middle:
+    if not serving():  # (in a browser the canvas says it)
         st.info("Draw a digit on the black canvas with your mouse (or finger): the prediction appears "
                 "here as soon as you lift the pen.", icon=":material/draw:")
 elif entry is not None:  # (without a model, model_picker has said so)
     acts, probs = maps.forward(entry.model, image_to_tensor(img))
     p = probs[0]
     best = int(p.argmax())
-    with middle:
-        st.markdown("**What the model sees** (28x28)")
-        st.image(maps.upscale(img, 5), width=140, clamp=True)
-        st.markdown("**Prediction**")
-        name = entry.classes[best]
-        size = "4.5rem" if len(name) <= 2 else "2.2rem"  # a digit big; "Ankle boot" still on one line
-        st.markdown(f'<div class="draw-prediction" data-update="{ss["draw_updates"]}" '
-                    f'style="font-size:{size};font-weight:700;line-height:1.1">{html.escape(name)}</div>',
-                    unsafe_allow_html=True)
-        st.markdown(f"{p[best]:.0%} sure")
-    with right:
-        st.markdown("**Probability of every class**")
-        st.plotly_chart(maps.probability_bars(p, entry.classes), theme="streamlit",
-                        config={"displayModeBar": False}, key="draw_bars")
+    name = entry.classes[best]
+    if not drawing.live:  # the browser could not run the model: the server answers, as before the canvas
+        with st.container(horizontal=True, gap="medium"):
+            with st.container(width=190):
+                st.markdown("**What the model sees** (28x28)")
+                st.image(maps.upscale(img, 5), width=140, clamp=True)
+                st.markdown("**Prediction**")
+                size = "4.5rem" if len(name) <= 2 else "2.2rem"  # a digit big; "Ankle boot" still on one line
+                st.markdown(f'<div class="draw-prediction" data-update="{ss["draw_updates"]}" '
+                            f'style="font-size:{size};font-weight:700;line-height:1.1">{html.escape(name)}</div>',
+                            unsafe_allow_html=True)
+                st.markdown(f"{p[best]:.0%} sure")
+            with st.container(width="stretch"):
+                st.markdown("**Probability of every class**")
+                st.plotly_chart(maps.probability_bars(p, entry.classes), theme="streamlit",
+                                config={"displayModeBar": False}, key="draw_bars")
 
     st.subheader(f"Which pixels made it say {name}", divider="gray")
     with st.container(horizontal=True, gap="large"):
@@ -82,9 +72,10 @@ elif entry is not None:  # (without a model, model_picker has said so)
             st.markdown("**Other inputs, and what the model makes of them**")
             probe_inputs.show(entry.model, img, entry.classes)
 
+
+if img is not None and entry is not None and not drawing.live:  # (live, the canvas draws them as the pen moves)
     st.subheader("What the first conv layers see", divider="gray")
-    st.caption("Each square is one channel's feature map after the activation function (one colour scale "
-               "per layer): bright where that channel's filter matches the drawing. More on the Activations page.")
+    st.caption(draw_canvas.MAPS_CAPTION)
     layers = maps.conv_layers(entry.model)[:2]
     widths = [0.42, 0.58][:len(layers)]
     for col, layer, share in zip(st.columns(widths, gap="large"), layers, widths):
