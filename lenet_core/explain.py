@@ -83,7 +83,7 @@ def _conv(model: LeNet, layer: str, inp: torch.Tensor, unit: int, at: tuple[int,
     kernel = conv.weight[unit].detach().cpu().double()
     products = window * kernel
     total = products.sum()
-    bias = float(conv.bias[unit]) if conv.bias is not None else 0.0
+    bias = float(conv.bias[unit].detach()) if conv.bias is not None else 0.0
     pre = total + bias
     name = model.config.activation
     value = _FUNCTIONS[name](pre)
@@ -112,7 +112,7 @@ def _dense(model: LeNet, layer: str, inp: torch.Tensor, unit: int, top: int, act
     weights = dense.weight[unit].detach().cpu().double()
     products = inp * weights
     total = products.sum()
-    bias = float(dense.bias[unit])
+    bias = float(dense.bias[unit].detach())
     pre = total + bias
     order = products.abs().argsort(descending=True)[:top].tolist()
     where = None
