@@ -8,7 +8,8 @@ import shutil
 import time
 
 from lenet_core.checkpoint import Checkpoint
-from lenet_core.runs import RESUMABLE, Run, RunInfo, continue_from, from_checkpoint, list_runs, runs_root
+from lenet_core.runs import (RESUMABLE, Run, RunInfo, continue_from, describe_changes, from_checkpoint, list_runs,
+                             runs_root)
 from lenet_core.settings import declared
 from lenet_core.train import TrainConfig
 
@@ -97,6 +98,18 @@ def stop(info: RunInfo) -> None:
         run.set_status("stopped", "Stopped before it started.")
 
 
+def change_settings(info: RunInfo, **values: float) -> None:
+    """New optimizer settings for a run that trains or is paused, from its next step (ConfigError
+    when out of bounds or when it has ended)."""
+    if can_control(info):
+        Run(info.path).change_settings(**values)
+
+
+def step_by_hand(info: RunInfo, steps: int | str) -> None:
+    if can_control(info) and info.status == "paused":
+        Run(info.path).step_by_hand(steps)
+
+
 def resume(info: RunInfo) -> None:
     if can_control(info) and info.status in RESUMABLE:
         if sum(i.live for i in my_runs()) >= limits()["live"]:
@@ -148,5 +161,7 @@ def runs_table(infos: list[RunInfo]) -> list[dict]:
                      "accuracy": f"{acc:.1%}" if acc is not None else "–",
                      "epochs": f"{info.epochs_done} of {info.config.epochs}",
                      "samples/s": f"{info.samples_per_s:,.0f}" if info.samples_per_s else "–"})
+        if any(i.changes for i in infos):
+            rows[-1]["changed while training"] = describe_changes(info.changes) or "–"
     return rows
 
