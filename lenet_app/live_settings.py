@@ -10,9 +10,10 @@ from lenet_core.settings import ConfigError
 from lenet_core.train import live_settings
 
 from . import runs
+from .controls import LR_VALUES
 
-# Slider stops: a log-like ladder covering the bounds, with the chapter's 0.1 and exercise 1's 0.9.
-LR_STOPS = (0.00001, 0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 0.9, 1.0, 2.0, 3.0, 5.0, 10.0)
+# Slider stops: those of the Start controls, and exercise 1's 0.9 (the lecture's "raise it now").
+LR_STOPS = tuple(sorted({*LR_VALUES, 0.3, 0.9, 2.0}))
 MOMENTUM_STOPS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
 LABELS = {"lr": "Learning rate, now", "momentum": "Momentum, now"}
 
