@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from lenet_core.runs import Run, RunInfo
+from lenet_core.scenarios import Scenario, load_scenarios
 from lenet_core.settings import ConfigError
 from lenet_core.train import live_settings
 
@@ -37,6 +38,20 @@ def _changed(info: RunInfo, name: str, key: str) -> None:
         st.session_state["train.message"] = f"The {name} was not changed: {e.message}"
 
 
+def planned(info: RunInfo) -> Scenario | None:
+    """The lecture scenario picked on this page, when it plans a live change and this run is its."""
+    picked = st.session_state.get("train.scenario")
+    scenario = next((s for s in load_scenarios()[0] if s.key == picked), None) if picked else None
+    return scenario if scenario and scenario.live and scenario.config == info.config else None
+
+
+def _apply_plan(info: RunInfo, values: dict) -> None:
+    try:
+        runs.change_settings(info, **values)
+    except ConfigError as e:
+        st.session_state["train.message"] = f"The planned change was not made: {e.message}"
+
+
 def _step(info: RunInfo, steps) -> None:
     try:
         runs.step_by_hand(info, steps)
@@ -65,6 +80,12 @@ def show(info: RunInfo) -> None:
                            "then show the weights after it.")
             st.button("One epoch", icon=":material/fast_forward:", on_click=_step, args=(info, "epoch"),
                       key="live.epoch", help="To the end of this epoch (evaluated on the test set), then paused again.")
+    if (scenario := planned(info)) is not None:
+        plan = {k: v for k, v in scenario.live.items() if k != "when"}
+        st.button(", ".join(f"{k} {v:g}" for k, v in plan.items()) + f" now ({scenario.live['when']})",
+                  icon=":material/trending_up:", key="live.plan", on_click=_apply_plan, args=(info, plan),
+                  disabled=all(values.get(k) == v for k, v in plan.items()),
+                  help=f"What the scenario \"{scenario.title}\" plans; nothing changes until you press it.")
     if info.changes:
         st.caption("Changed while training: " + "; ".join(
             f"{c['setting']} {c['old']:g} → {c['value']:g} at step {c['step']:,}" for c in info.changes))

@@ -60,7 +60,12 @@ def setting(at, label):
                 if w.label == label)
 
 
-def test_the_panel_changes_the_learning_rate_and_steps_a_paused_run(runs_root):
+def test_the_panel_changes_the_learning_rate_and_steps_a_paused_run(runs_root, tmp_path, monkeypatch):
+    # A lecture scenario with these very settings, that plans a change by hand while it trains.
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "plan.toml").write_text('title = "Plan"\ndataset = "mnist"\nepochs = 200\n'
+                                                       'batch_size = 8\n[live]\nlr = 0.5\nwhen = "later"\n')
+    monkeypatch.setenv("LENET_SCENARIOS_DIR", str(tmp_path / "scenarios"))
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.session_state["lenet_session_token"] = "browser-a"
     at.run()
@@ -91,6 +96,12 @@ def test_the_panel_changes_the_learning_rate_and_steps_a_paused_run(runs_root):
     at.run()
     assert any(f"lr 0.1 → 0.9 at step {steps + 1:,}" in c.value for c in at.caption)
     assert control(at, "select_slider", "Learning rate, now").value == 0.9
+    assert not any(b.label.startswith("lr 0.5 now") for b in at.button)  # no scenario picked
+    at.session_state["train.scenario"] = "plan"
+    at.run()
+    control(at, "button", "lr 0.5 now (later)").click().run()
+    assert run.control()["settings"] == {"lr": 0.5} and control(at, "select_slider", "Learning rate, now").value == 0.5
+    assert control(at, "button", "lr 0.5 now (later)").disabled  # done: it is the value now
     control(at, "button", "Stop").click().run()
     wait_for(lambda: run.info().status == "stopped")
     at.run()

@@ -248,3 +248,20 @@ def test_lenet_set_refuses_bad_input_with_one_line(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["set", str(live.path), "--lr", "0.5", "--momentum", "0.8"]) == 0
     assert live.control()["settings"] == {"lr": 0.5, "momentum": 0.8}
+
+
+def test_a_scenario_may_plan_a_change_by_hand_within_its_bounds():
+    from lenet_core.scenarios import DEFAULT_DIR, load_scenarios, parse
+
+    s = parse('preset = "classic"\nlr = 0.1\n[live]\nlr = 0.9\nwhen = "once it sits at chance"\n', "k")
+    assert s.config.lr == 0.1 and s.live == {"lr": 0.9, "when": "once it sits at chance"}
+    assert parse('lr = 0.3\n', "k").live == {}
+    for bad, said in (('[live]\nlr = 50\nwhen = "now"\n', "must be 1e-05 to 10"),
+                      ('[live]\nmomentum = 0.5\nwhen = "now"\n', "momentum: cannot change"),
+                      ('[live]\nwhen = "now"\n', "needs a setting"), ('live = 3\n', "must be a table")):
+        with pytest.raises(ValueError, match=said):
+            parse(bad, "k")
+    found, problems = load_scenarios(DEFAULT_DIR)
+    (ex1,) = [s for s in found if s.live]
+    assert problems == [] and ex1.config.lr == 0.1 and ex1.config.model.activation == "sigmoid"
+    assert ex1.live["lr"] == 0.9
