@@ -1,10 +1,10 @@
 """The lecturer's view of the room: every run on the server, who started it and how it does."""
 from __future__ import annotations
 
-from lenet_core.runs import RunInfo, describe, list_runs, runs_root
+from lenet_core.runs import RunInfo, describe, list_runs, runs_root, unreadable_runs
 
 from . import session
-from .runs import status_label
+from .runs import problems_of, status_label
 
 ANY = "any"
 
@@ -43,3 +43,11 @@ def leaderboard(infos: list[RunInfo], setting: str, value: str, top: int = 10) -
     ranked = sorted(best.values(), key=lambda i: i.test_accuracy, reverse=True)[:top]
     return [{"rank": n, "student": who[i.owner], "accuracy": i.test_accuracy, "run": i.name}
             for n, i in enumerate(ranked, 1)]
+
+
+def damaged(infos: list[RunInfo]) -> list[str]:
+    """One line per ended run with damaged files, and per run folder that cannot be read at all."""
+    who = names(infos)
+    lines = [f"{who.get(i.owner, '')}: {i.name}: {'; '.join(problems)}" for i in infos
+             if not i.live and (problems := problems_of(i.path, deep=False))]
+    return lines + [f"{path.name}: {why.replace(str(path), '').strip()}" for path, why in unreadable_runs(runs_root(), infos)]

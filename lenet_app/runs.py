@@ -3,9 +3,11 @@ stop, rename, delete, download), and the table that compares them. Every action 
 folder; nothing about a run is kept in a session's memory."""
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
+from pathlib import Path
 
 from lenet_core.checkpoint import Checkpoint
 from lenet_core.runs import (RESUMABLE, Run, RunInfo, continue_from, describe_changes, from_checkpoint, list_runs,
@@ -78,6 +80,23 @@ def add_upload(ckpt: Checkpoint, filename: str) -> Run:
     _check_room(who)
     name = session.clean_name(filename.removesuffix(".pt")) + " (uploaded)"
     return from_checkpoint(ckpt, runs_root(), name=name, owner=who, owner_name=session.display_name(who))
+
+
+def _signature(path: Path) -> tuple:
+    try:
+        return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in os.scandir(path)))
+    except OSError:
+        return ()
+
+
+@functools.lru_cache(maxsize=256)
+def _problems(path: Path, deep: bool, signature: tuple) -> tuple[str, ...]:
+    return tuple(Run(path).check(deep))
+
+
+def problems_of(path: Path, deep: bool = True) -> list[str]:
+    """What is damaged in a run's folder, one line per file; read again only when its files change."""
+    return list(_problems(Path(path), deep, _signature(path)))
 
 
 def can_control(info: RunInfo) -> bool:

@@ -12,7 +12,8 @@ from .data import DataUnavailableError, ImageData, load_dataset
 from .recording import recorders
 from .runs import HEARTBEAT_S, LossCurve, Run, this_process
 from .settings import ConfigError
-from .train import Callback, EpochMetrics, FitResult, Trainer, TrainState, build_model, device_label
+from .train import (Callback, EpochMetrics, FitResult, Trainer, TrainState, build_model, device_label,
+                    plateau_note)
 
 LIVE_EVERY_S = 0.5   # how often a training run's curve and status reach its folder
 HEALTH_LIVE_EVERY_S = 3.0  # how often its health charts change there: each change is three charts redrawn
@@ -148,7 +149,9 @@ class RunRecorder(Callback):
         self.flush_steps()
         self.run.append_epoch(metrics)
         self.save(model, state)
-        self.write(force=True, epochs_done=state.epoch)
+        # While it runs, the status message is what a viewer should know now (e.g. a plateau).
+        note = plateau_note([EpochMetrics(**e) for e in self.epochs], model.config.num_classes)
+        self.write(force=True, message=note, epochs_done=state.epoch)
 
     def on_fit_end(self, result: FitResult):
         self.flush_steps()
@@ -214,11 +217,15 @@ def train_run(run_dir, *, data_dir=None, callbacks=(), stop_event: threading.Eve
         config = run.config()
         data = dataset(config.dataset, data_dir)
         state, model = None, build_model(config)
-        if run.has_checkpoint():  # carry on: a stopped, interrupted or continued run
-            ckpt = run.load_checkpoint()
+        ckpt = run.resume_point()  # None: from the start; CheckpointError: lost weights, said in words
+        if ckpt is not None:  # carry on: a stopped, interrupted or continued run
             model.load_state_dict(ckpt.model.state_dict())
             state = ckpt.training or TrainState(epoch=len(ckpt.epochs))
-            run.truncate(state.step, state.epoch)  # what a killed trainer recorded after its checkpoint
+        # The record made to agree with the weights: what a killed trainer wrote after its checkpoint
+        # goes, damaged lines are left out and said, epochs the file lost come back from the checkpoint.
+        repaired = run.truncate(state.step if state else 0, state.epoch if state else 0, ckpt.epochs if ckpt else [])
+        if repaired or run.info().repaired:
+            run.set_status(run.info().status, None, repaired=repaired)
         curve = LossCurve.of(*run.steps())
         control = FolderControl(run, stop_event)
         extra, health = recorders(run, data) if record else ([], None)

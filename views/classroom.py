@@ -32,6 +32,9 @@ def room():
                  column_order=("student", "run", "activation", "status", "live", "epochs", "accuracy"),
                  column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
                                 "live": st.column_config.CheckboxColumn()})
+    if damaged := classroom.damaged(infos):
+        st.warning("Runs with damaged files (what could be read is shown):\n\n"
+                   + "\n".join(f"- {session.markdown_text(line)}" for line in damaged[:10]), icon=":material/warning:")
     live_ones = {i.id: i for i in infos if i.live}
     who = classroom.names(infos)
     chosen = st.multiselect("Runs to stop", list(live_ones), key="class.stop",
