@@ -62,6 +62,8 @@ def test_changing_the_learning_rate_of_a_running_classic_run_marks_its_curves(lo
     pick_on_slider(page, "Batch size", 8, list(BATCH_SIZES))
     wait_for_app(page)
     expect(page.get_by_role("slider", name="Batch size")).to_have_attribute("aria-valuetext", "8")
+    page.wait_for_timeout(1000)  # the slider sends its value a moment after it moves: let that rerun run
+    wait_for_app(page)
     page.get_by_role("button", name="Start training").click()
     wait_for_app(page)
     expect(page.get_by_role("heading", name=re.compile(r"^classic · batch 8 · training"))).to_be_visible(
