@@ -128,10 +128,9 @@ class RunRecorder(Callback):
             self.write()
 
     def on_pause(self, paused):
-        if paused and self.status == "paused":  # paused again after steps taken by hand
-            pass
-        elif paused:
-            self.status, self.pause_began = "paused", time.monotonic()
+        if paused:
+            if self.status != "paused":  # else paused again after steps taken by hand: one pause goes on
+                self.status, self.pause_began = "paused", time.monotonic()
         else:
             self.status, self.paused_s = "running", self.paused_s + time.monotonic() - self.pause_began
         self.write(force=True)
