@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from lenet_core.checkpoint import Checkpoint
-from lenet_core.runs import (RESUMABLE, Run, RunInfo, continue_from, describe_changes, from_checkpoint, list_runs,
-                             runs_root)
+from lenet_core.runs import (RESUMABLE, DiskFullError, Run, RunInfo, continue_from, describe_changes,
+                             disk_full_message, free_mb, from_checkpoint, list_runs, min_free_mb, queue, runs_root)
 from lenet_core.settings import declared
 from lenet_core.train import TrainConfig
 
@@ -29,7 +29,8 @@ class LimitError(Exception):
 def limits() -> dict[str, int]:
     """Per browser: runs waiting or training at once, and runs kept (LENET_MAX_LIVE_RUNS, LENET_MAX_RUNS)."""
     return {"live": int(os.environ.get("LENET_MAX_LIVE_RUNS") or 3),
-            "kept": int(os.environ.get("LENET_MAX_RUNS") or 50)}
+            "kept": int(os.environ.get("LENET_MAX_RUNS") or 50),
+            "queued": int(os.environ.get("LENET_MAX_QUEUED") or 60)}
 
 
 def my_runs(who: str | None = None) -> list[RunInfo]:
@@ -44,7 +45,13 @@ def status_label(info: RunInfo) -> str:
 
 
 def _check_room(who: str) -> None:
+    if free_mb(runs_root()) < min_free_mb():
+        raise LimitError(disk_full_message(runs_root()))
     mine, cap = my_runs(who), limits()
+    waiting = len(queue(runs_root()))
+    if waiting >= cap["queued"]:
+        raise LimitError(f"The server has {waiting} runs waiting for a worker, the most it queues "
+                         f"({cap['queued']}). Try again when some have trained.")
     live = sum(i.live for i in mine)
     if live >= cap["live"]:
         raise LimitError(f"You have {live} runs waiting or training, the most this server allows at once "
@@ -59,8 +66,11 @@ def start(config: TrainConfig, source: RunInfo | None = None) -> Run:
     who = session.owner()
     _check_room(who)
     owner = {"owner": who, "owner_name": session.display_name(who)}
-    run = (continue_from(Run(source.path), config, runs_root(), **owner) if source is not None
-           else Run.create(config, runs_root(), **owner))
+    try:
+        run = (continue_from(Run(source.path), config, runs_root(), **owner) if source is not None
+               else Run.create(config, runs_root(), **owner))
+    except OSError as e:  # the disk filled as the folder was written: nothing is left behind
+        raise LimitError(str(e) if isinstance(e, DiskFullError) else f"The run could not be saved: {e.strerror or e}")
     executor().submit(run)
     _wait_for_a_worker(run)
     return run
@@ -79,7 +89,10 @@ def add_upload(ckpt: Checkpoint, filename: str) -> Run:
     who = session.owner()
     _check_room(who)
     name = session.clean_name(filename.removesuffix(".pt")) + " (uploaded)"
-    return from_checkpoint(ckpt, runs_root(), name=name, owner=who, owner_name=session.display_name(who))
+    try:
+        return from_checkpoint(ckpt, runs_root(), name=name, owner=who, owner_name=session.display_name(who))
+    except OSError as e:
+        raise LimitError(str(e) if isinstance(e, DiskFullError) else f"It could not be saved: {e.strerror or e}")
 
 
 def _signature(path: Path) -> tuple:

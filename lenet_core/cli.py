@@ -201,6 +201,8 @@ def train_folder(run, args) -> int:
                        executor="cli") == "busy":
             raise UsageError(f"{run.path} is being trained by another process right now")
     info = run.info()
+    if info.status == "failed":  # e.g. a disk that filled: one line, and no "saved" that would not be true
+        raise UsageError(info.message)
     print(info.message)
     print(f"saved run to {run.path}")
     if info.test_accuracy is not None:
@@ -474,4 +476,6 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
+    except OSError as e:  # a disk that is full or gone: what happened, not a traceback
+        print(f"error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
     return EXIT_USAGE

@@ -20,7 +20,9 @@ import signal
 import threading
 import time
 
-from .runs import Run, queue as queued_runs
+from pathlib import Path
+
+from .runs import Run, fair_order, free_mb, list_runs, min_free_mb, queue as queued_runs, runs_root
 
 log = logging.getLogger(__name__)
 WORKER_NICE = 10      # trainings yield the CPU to the web server: pages stay responsive
@@ -51,6 +53,10 @@ class Executor:
 
     def describe(self) -> str:
         return self.name
+
+    def health(self) -> dict:
+        """What the app's health route reports; "ok" False when no run could train now."""
+        return {"ok": True, "why": "", "executor": self.name}
 
 
 def _devices() -> list[str]:
@@ -119,9 +125,17 @@ def _worker_main(index: int, device: str, threads: int, jobs, events, shutdown, 
 
 
 class LocalPool(Executor):
-    """Worker processes of this machine (spawned, so CUDA works in them), `per_device` per device."""
+    """Worker processes of this machine (spawned, so CUDA works in them), `per_device` per device.
+
+    The queue is the runs folder itself: whenever a worker is free, the pool hands it the next
+    queued run on disk, in fair order (runs.fair_order), whoever queued it: this server, or a
+    server sharing the folder that has since died. A run's claim keeps two trainers off one run.
+    The monitor thread that does this survives any error (a full disk among them) and replaces
+    workers that die."""
 
     name = "local"
+    SCAN_S = 1.0          # how often the runs folder is looked at for queued runs while a worker is free
+    SETTLE_S = 2.0        # a queued run not handed to this pool waits this long (its creator may claim it)
 
     def __init__(self, per_device: int | None = None, data_dir=None, devices: list[str] | None = None):
         self.devices = devices or _devices()
@@ -129,14 +143,21 @@ class LocalPool(Executor):
         self.per_device = per_device or int(os.environ.get("LENET_MAX_JOBS") or default)
         self.data_dir = data_dir
         ctx = mp.get_context("spawn")
-        self._ctx, self.jobs, self.events, self.shutdown_event = ctx, ctx.Queue(), ctx.Queue(), ctx.Event()
+        self._ctx, self.events, self.shutdown_event = ctx, ctx.Queue(), ctx.Event()
         n = self.per_device * len(self.devices)
         # On the CPU the workers share the cores (unless OMP_NUM_THREADS says); a GPU worker needs few.
         self.threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or (
             max(1, _cores() // n) if self.devices == ["cpu"] else 1)
+        self.jobs = [ctx.Queue() for _ in range(n)]   # one per worker: the pool decides who trains what
         self.procs: list = [None] * n
-        self.current: dict[int, str] = {}
+        self.current: dict[int, str] = {}    # worker -> the run it trains
+        self.assigned: dict[int, str] = {}   # worker -> the run handed to it, not started yet
         self.ready: set[int] = set()
+        self.roots: set[Path] = set()
+        self.submitted: dict[str, float] = {}  # runs handed to this pool (by path), when
+        self.last_error = ""
+        self._scanned = 0.0
+        self._wake = threading.Event()
         self._closing = False
         self._lock = threading.Lock()
         for i in range(n):
@@ -155,66 +176,121 @@ class LocalPool(Executor):
     def _spawn(self, i: int):
         device = self.devices[i % len(self.devices)]
         p = self._ctx.Process(target=_worker_main, name=f"lenet-worker-{i}", daemon=True,
-                              args=(i, device, self.threads, self.jobs, self.events, self.shutdown_event,
+                              args=(i, device, self.threads, self.jobs[i], self.events, self.shutdown_event,
                                     os.getpid(), self.data_dir))
         p.start()
         return p
 
+    def start(self, root: str | os.PathLike | None = None) -> LocalPool:
+        """Watch `root` for queued runs: those left by a restart, or by a server sharing it that died."""
+        self.roots.add(Path(root) if root is not None else runs_root())
+        self._wake.set()
+        return self
+
     def submit(self, run: Run) -> None:
-        self.jobs.put(str(run.path))
+        self.roots.add(run.path.parent)
+        self.submitted[str(run.path)] = time.monotonic()
+        self._wake.set()
+
+    def health(self) -> dict:
+        """What a health check reports: workers alive and ready, runs training and waiting, free disk."""
+        alive = sum(p is not None and p.is_alive() for p in self.procs)
+        roots = sorted(self.roots) or [runs_root()]
+        free = min(free_mb(r) for r in roots)
+        waiting = sum(len(queued_runs(r)) for r in roots)
+        floor = min_free_mb()
+        ok = alive > 0 and bool(self.ready) and free >= floor
+        why = ("" if ok else "no worker is alive" if not alive else "the workers are still starting"
+               if not self.ready else f"the disk has {free:,.0f} MB free, under the {floor:,} MB a run needs")
+        return {"ok": ok, "why": why, "workers": self.slots, "alive": alive, "ready": len(self.ready),
+                "training": len(self.current), "queued": waiting, "free_mb": round(free), "min_free_mb": floor,
+                "last_error": self.last_error}
 
     def _drain_events(self) -> None:
         while True:
             try:
                 event = self.events.get_nowait()
-            except (queue.Empty, OSError, EOFError):
+            except (queue.Empty, OSError, EOFError, ValueError):
                 return
             kind, index = event[0], event[1]
             if kind == "ready":
                 self.ready.add(index)
             elif kind == "start":
+                self.assigned.pop(index, None)
                 self.current[index] = event[2]
             elif kind == "end":
+                self.assigned.pop(index, None)
                 self.current.pop(index, None)
+                self.submitted.pop(event[2], None)
 
     def _watch(self) -> None:
         while not self._closing:
-            with self._lock:
-                self._drain_events()
-                for i, p in enumerate(self.procs):
-                    if not self._closing and p is not None and not p.is_alive():
-                        self._drain_events()
-                        self._worker_died(i, p.exitcode)
-                        self.procs[i] = self._spawn(i)
-            time.sleep(0.2)
+            try:
+                with self._lock:
+                    self._drain_events()
+                    for i, p in enumerate(self.procs):
+                        if not self._closing and p is not None and not p.is_alive():
+                            self._drain_events()
+                            self._worker_died(i, p.exitcode)
+                            self.procs[i] = self._spawn(i)
+                    self._dispatch()
+            except Exception as e:  # the room's training outlives any one error: say it, and go on
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.exception("the pool's monitor met an error; it carries on")
+            self._wake.wait(0.2)
+            self._wake.clear()
+
+    def _dispatch(self) -> None:
+        """Hand each free worker the next run in fair order."""
+        idle = [i for i in sorted(self.ready) if i not in self.current and i not in self.assigned
+                and self.procs[i] is not None and self.procs[i].is_alive()]
+        fresh = any(t > self._scanned for t in self.submitted.values())
+        if not idle or self._closing or (not fresh and time.monotonic() - self._scanned < self.SCAN_S):
+            return
+        self._scanned = time.monotonic()
+        taken = set(self.assigned.values()) | set(self.current.values())
+        candidates, others = [], []
+        for root in list(self.roots):
+            if free_mb(root) < min_free_mb():
+                continue  # a full disk: nothing starts until there is room again
+            for info in list_runs(root):
+                if info.status == "failed" and info.reason == "disk-full":
+                    Run(info.path).requeue("Waiting to carry on: the disk has room again.")
+                    continue  # a candidate from the next scan on
+                if info.status != "queued":
+                    others.append(info)
+                elif str(info.path) not in taken and self._may_take(info):
+                    candidates.append(info)
+        for i, info in zip(idle, fair_order(candidates, others)):
+            self.assigned[i] = str(info.path)
+            self.jobs[i].put(str(info.path))
+
+    def _may_take(self, info) -> bool:
+        """A queued run handed to this pool, or one whose queuing has settled (its creator, e.g. the
+        CLI, claims it at once) and that no live process has claimed."""
+        if str(info.path) in self.submitted:
+            return True
+        settled = time.time() - (info.updated or info.created) > self.SETTLE_S
+        return settled and not Run(info.path).trainer_alive()
 
     def _worker_died(self, i: int, exitcode: int | None) -> None:
         """A worker that died mid-run leaves its run marked, with the reason, and is replaced."""
         self.ready.discard(i)
+        self.assigned.pop(i, None)
         path = self.current.pop(i, None)
         if path is None:
             return
-        run = Run(path)
-        st = run.status()
-        if st.get("status") not in ("running", "paused", "queued"):
-            return
-        done = st.get("epochs_done", 0)
         how = (signal.Signals(-exitcode).name if exitcode and exitcode < 0 and -exitcode in signal.valid_signals()
                else f"exit code {exitcode}")
-        if exitcode is not None and -exitcode in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
-            run.set_status("interrupted", f"Interrupted: the worker training it was killed ({how}) during epoch "
-                                          f"{done + 1}. Its last finished epoch ({done}) is kept: Resume carries it "
-                                          "on from there.", reason="killed", ended=time.time())
-        else:
-            run.set_status("failed", f"The worker training it crashed ({how}) during epoch {done + 1}. Its last "
-                                     f"finished epoch ({done}) is kept: Resume tries again from there.",
-                           reason="crashed", ended=time.time())
-        run.release()
+        killed = exitcode is not None and -exitcode in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
+        Run(path).mark_lost(f"the worker training it was killed ({how})" if killed
+                            else f"the worker training it crashed ({how})", reason="killed" if killed else "crashed")
         log.warning("worker %d died (%s) while training %s; replaced", i, how, path)
 
     def shutdown(self, timeout: float = 30.0) -> None:
         self._closing = True
         self.shutdown_event.set()
+        self._wake.set()
         deadline = time.monotonic() + timeout
         for p in self.procs:
             if p is not None:

@@ -17,9 +17,13 @@ Folders written before run folders existed (config.json, run.json, metrics.json,
 still load, as ended runs."""
 from __future__ import annotations
 
+import collections
+import errno
 import json
+import logging
 import os
 import secrets
+import shutil
 import socket
 import time
 from dataclasses import dataclass, field
@@ -35,6 +39,7 @@ from .model import PRESETS
 from .settings import ConfigError, declared
 from .train import EpochMetrics, TrainConfig
 
+log = logging.getLogger(__name__)
 FORMAT = "lenet-lab/run"
 STATUSES = ("queued", "running", "paused", "finished", "stopped", "diverged", "failed", "interrupted")
 LIVE = ("queued", "running", "paused")
@@ -42,6 +47,7 @@ RESUMABLE = ("stopped", "interrupted", "failed")
 HEARTBEAT_S = 5.0          # a training process rewrites status.json at least this often
 STALE_AFTER_S = 60.0       # a run on another machine silent this long is taken as interrupted
 CURVE_POINTS = 500         # the drawn loss curve's most points, whatever the run's length
+UPLOAD_STEP_ROWS = 5_000   # the most loss-per-step rows an uploaded checkpoint's run folder keeps
 
 
 def runs_root() -> Path:
@@ -240,14 +246,28 @@ class Run:
             root = Path(root) if root is not None else runs_root()
             path = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         run = cls(path)
-        run.path.mkdir(parents=True, exist_ok=True)
-        now = time.time()
-        _write_json(run.path / "config.json", config.to_dict())
-        _write_json(run.path / "run.json", {"format": FORMAT, "version": 2, "name": clean_name(name or "") or describe(config),
-                                            "owner": owner, "owner_name": owner_name, "created": now,
-                                            "origin": origin or {}})
-        run.set_status("queued", "Waiting for a free worker.", epochs_done=origin.get("epochs", 0) if origin else 0,
-                       steps_done=origin.get("steps", 0) if origin else 0)
+        if free_mb(run.path) < min_free_mb():
+            raise DiskFullError(errno.ENOSPC, disk_full_message(run.path))
+        existed = run.path.exists()
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+            now = time.time()
+            _write_json(run.path / "config.json", config.to_dict())
+            _write_json(run.path / "run.json", {"format": FORMAT, "version": 2,
+                                                "name": clean_name(name or "") or describe(config), "owner": owner,
+                                                "owner_name": owner_name, "created": now, "origin": origin or {}})
+            run.set_status("queued", "Waiting for a free worker.",
+                           epochs_done=origin.get("epochs", 0) if origin else 0,
+                           steps_done=origin.get("steps", 0) if origin else 0)
+        except OSError as e:  # a disk that fills as it is written: no half-made run is left behind
+            if not existed:
+                shutil.rmtree(run.path, ignore_errors=True)
+            else:
+                for name_ in ("config.json", "run.json", "status.json"):
+                    (run.path / name_).unlink(missing_ok=True)
+            if e.errno == errno.ENOSPC:
+                raise DiskFullError(errno.ENOSPC, disk_full_message(run.path)) from None
+            raise
         return run
 
     # -- reading ---------------------------------------------------------------------
@@ -303,9 +323,8 @@ class Run:
             message = ""
         if status in ("running", "paused") and not self.trainer_alive(st):
             status = "interrupted"
-            message = (f"Interrupted: the process training it stopped during epoch {st.get('epochs_done', 0) + 1} "
-                       f"(killed, or its machine went away). Its last finished epoch "
-                       f"({st.get('epochs_done', 0)}) is kept: Resume carries it on from there.")
+            message = _lost_message("interrupted", "the process training it stopped (killed, or its machine "
+                                                   "went away)", st.get("epochs_done", 0))
         def get(d: dict, key: str, kind, default):  # a field of another type (another version, damage) reads as unset
             value = d.get(key, default)
             return value if isinstance(value, kind) and not isinstance(value, bool) else default
@@ -446,6 +465,20 @@ class Run:
         _write_json(self.path / "status.json", st)
         return st
 
+    def mark_lost(self, why: str, status: str = "interrupted", reason: str = "killed") -> None:
+        """Its trainer is gone (`why`, in words): a run still marked live says so, once, keeping its last
+        finished epoch for Resume. A write that fails (a full disk) is logged, never raised: whoever
+        calls this (a pool's monitor) must go on for the other runs."""
+        try:
+            st = self.status()
+            if st.get("status") in LIVE:
+                self.set_status(status, _lost_message(status, why, st.get("epochs_done", 0)), reason=reason,
+                                ended=time.time())
+        except OSError as e:
+            log.warning("could not mark %s as %s (%s); it reads as interrupted once its claim is gone",
+                        self.path, status, e)
+        self.release()
+
     def request(self, **changes) -> None:
         """Ask the trainer to pause (pause=True), resume (pause=False) or stop (stop=True)."""
         ctl = self.control()
@@ -566,6 +599,54 @@ def describe_changes(changes: list[dict]) -> str:
     return "; ".join(f"{c['setting']} {c['old']:g} -> {c['value']:g} at step {c['step']:,}" for c in changes)
 
 
+def _lost_message(status: str, why: str, epochs_done: int) -> str:
+    return (f"{status.capitalize()}: {why} during epoch {epochs_done + 1}. Its last finished epoch "
+            f"({epochs_done}) is kept: Resume carries it on from there.")
+
+
+def min_free_mb() -> int:
+    """Free disk a run needs to start (LENET_MIN_FREE_MB): below it, starting and uploading are refused."""
+    return int(os.environ.get("LENET_MIN_FREE_MB") or 100)
+
+
+def free_mb(path: str | os.PathLike) -> float:
+    """Free space on the disk that holds `path` (the nearest folder that exists), in MB."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free / 2**20
+    except OSError:
+        return 0.0
+
+
+class DiskFullError(OSError):
+    """No room on the runs' disk: a message for the user, not a traceback."""
+
+
+def disk_full_message(path) -> str:
+    return (f"The server's disk is full ({free_mb(path):,.0f} MB free, {min_free_mb():,} MB needed): nothing can be "
+            "saved. Free space on it (or ask the lecturer to); runs then carry on by themselves.")
+
+
+def fair_order(queued: list[RunInfo], others: list[RunInfo] = ()) -> list[RunInfo]:
+    """The order queued runs train in: each next one is the oldest run of the owner with the fewest
+    runs training or started since the oldest run now waiting was queued (`others`: the runs not
+    queued). Owners so take turns: no one, however many browsers they use, holds the queue ahead
+    of the class, and one free worker still goes round them all."""
+    if not queued:
+        return []
+    since = min(i.created for i in queued)
+    busy = collections.Counter(i.owner for i in others if i.status in LIVE or (i.started or 0) >= since)
+    waiting, order = sorted(queued, key=lambda i: i.created), []
+    while waiting:
+        first = min(waiting, key=lambda i: (busy[i.owner], i.created))
+        waiting.remove(first)
+        order.append(first)
+        busy[first.owner] += 1
+    return order
+
+
 def is_run(path: Path) -> bool:
     return (path / "config.json").is_file() and (path / "run.json").is_file()
 
@@ -604,8 +685,9 @@ def unreadable_runs(root: str | os.PathLike | None = None, listed: list[RunInfo]
 
 
 def queue(root: str | os.PathLike | None = None) -> list[RunInfo]:
-    """Queued runs in the order they were asked for: the order workers take them in."""
-    return sorted(list_runs(root, statuses=("queued",)), key=lambda i: i.created)
+    """Queued runs in the order workers take them in (fair_order)."""
+    infos = list_runs(root)
+    return fair_order([i for i in infos if i.status == "queued"], [i for i in infos if i.status != "queued"])
 
 
 def _write_history(run: Run, steps, losses, epochs: list[EpochMetrics]) -> None:
@@ -645,14 +727,21 @@ def from_checkpoint(ckpt: Checkpoint, root: str | os.PathLike | None = None, *, 
 
     run = Run.create(ckpt.config, root, name=name, origin={"upload": name}, **create)
     steps = ckpt.steps.numpy() if len(ckpt.steps) else np.zeros((0, 2))
-    _write_history(run, steps[:, 0], steps[:, 1], ckpt.epochs)
-    last_step = int(steps[-1, 0]) if len(steps) else 0
-    run.save_checkpoint(Checkpoint(ckpt.config, ckpt.model, ckpt.dataset, ckpt.classes, ckpt.metrics, ckpt.epochs,
-                                   training=TrainState(epoch=len(ckpt.epochs), step=last_step)))
-    run.write_live({"curve": LossCurve.of(steps[:, 0], steps[:, 1]).to_dict(),
-                    "epochs": [m.to_dict() for m in ckpt.epochs], "updated": time.time()})
-    run.set_status("finished", "Uploaded.", epochs_done=len(ckpt.epochs), steps_done=last_step,
-                   total_steps=last_step, final=ckpt.metrics, ended=time.time())
+    try:
+        # A long history is kept as the charts draw it (a mean per bucket of steps): a folder's size is
+        # bounded whatever the file carries (1.9 million steps took 29 MB as they were).
+        kept = LossCurve.of(steps[:, 0], steps[:, 1], points=UPLOAD_STEP_ROWS).to_dict()
+        _write_history(run, kept["step"], kept["loss"], ckpt.epochs)
+        last_step = int(steps[-1, 0]) if len(steps) else 0
+        run.save_checkpoint(Checkpoint(ckpt.config, ckpt.model, ckpt.dataset, ckpt.classes, ckpt.metrics,
+                                       ckpt.epochs, training=TrainState(epoch=len(ckpt.epochs), step=last_step)))
+        run.write_live({"curve": LossCurve.of(kept["step"], kept["loss"]).to_dict(),
+                        "epochs": [m.to_dict() for m in ckpt.epochs], "updated": time.time()})
+        run.set_status("finished", "Uploaded.", epochs_done=len(ckpt.epochs), steps_done=last_step,
+                       total_steps=last_step, final=ckpt.metrics, ended=time.time())
+    except OSError:
+        shutil.rmtree(run.path, ignore_errors=True)  # nothing half-kept
+        raise
     return run
 
 

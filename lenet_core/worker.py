@@ -3,6 +3,8 @@ a Ray worker, or the CLI itself. Everything it does goes into the folder (runs.p
 shows the run needs nothing from this process."""
 from __future__ import annotations
 
+import errno
+import sys
 import threading
 import time
 import traceback
@@ -203,12 +205,15 @@ def train_run(run_dir, *, data_dir=None, callbacks=(), stop_event: threading.Eve
               executor: str = "inline", sync_every: int | None = None, record: bool = True) -> str:
     """Train the run in `run_dir` to its planned epochs, from where it stands (a new run, a stopped
     or interrupted one, one continued from another run's weights); returns its final status.
-    Returns "busy" without touching it when another live process trains it. With `record`, the run
+    Returns "busy" without touching it when another live process trains it, "skipped" when it is no
+    longer queued. With `record`, the run
     also records its probes, layer health and TensorBoard scalars (recording.py)."""
     run = Run(run_dir)
     if not run.claim(executor):
         return "busy"
     try:
+        if run.status().get("status") != "queued":  # taken and trained meanwhile (another server sharing the folder)
+            return "skipped"
         if run.control().get("stop"):  # stopped while it waited in the queue
             if run.status().get("status") == "queued":
                 run.set_status("stopped", "Stopped before it started.", ended=time.time())
@@ -233,14 +238,27 @@ def train_run(run_dir, *, data_dir=None, callbacks=(), stop_event: threading.Eve
         Trainer(config, [*extra, recorder, *callbacks], control, sync_every).fit(model, data, state)
         return recorder.status
     except DataUnavailableError as e:
-        run.set_status("failed", str(e), ended=time.time())
-        return "failed"
+        return _failed(run, str(e))
     except (ConfigError, CheckpointError) as e:
-        run.set_status("failed", f"This run cannot be trained: {e}", ended=time.time())
-        return "failed"
+        return _failed(run, f"This run cannot be trained: {e}")
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return _failed(run, f"The disk is full ({e.strerror}): its last finished epoch is kept, and it carries on "
+                                "by itself once there is room again (or press Resume).", reason="disk-full")
+        traceback.print_exc()
+        return _failed(run, f"Training failed: it could not write its folder ({e.strerror or e}).", reason="io")
     except Exception as e:  # the folder must say why; the process goes on to its next run
         traceback.print_exc()
-        run.set_status("failed", f"Training failed: {type(e).__name__}: {e}", ended=time.time())
-        return "failed"
+        return _failed(run, f"Training failed: {type(e).__name__}: {e}")
     finally:
         run.release()
+
+
+def _failed(run: Run, message: str, reason: str = "") -> str:
+    """Mark the run failed with why. The write itself may fail (a full disk): then it is said on
+    stderr, and the run reads as interrupted once its claim is released; the worker goes on."""
+    try:
+        run.set_status("failed", message, reason=reason, ended=time.time())
+    except OSError as e:
+        print(f"could not mark {run.path} as failed ({e}): {message}", file=sys.stderr, flush=True)
+    return "failed"

@@ -182,8 +182,30 @@ def test_a_damaged_json_file_is_named_and_the_run_carries_on(capsys, run, data_d
     assert_whole_record(run)
 
 
-def test_the_train_page_shows_a_damaged_run_with_its_message(run, data_dir, monkeypatch):
-    insert_garbage(run.path / "epochs.jsonl", after_line=1)
+def _wrong_type(path: Path) -> None:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[1]["train_loss"] = [1, 2]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+DAMAGE = {  # what is done to the run, and what the Train page then says about it
+    "garbage": (lambda run: insert_garbage(run.path / "epochs.jsonl", after_line=1),
+                "epochs.jsonl: 1 line unreadable, skipped (line 2: not JSON)"),
+    "truncated": (lambda run: (run.path / "steps.csv").write_bytes((run.path / "steps.csv").read_bytes()[:30]),
+                  None),  # a cut-short last line is what a kill leaves: nothing to warn about, the rest kept
+    "wrong type": (lambda run: _wrong_type(run.path / "epochs.jsonl"),
+                   "epochs.jsonl: 1 line unreadable, skipped (line 2: train_loss is [1, 2], not a number)"),
+    "missing": (lambda run: (run.path / "checkpoint.pt").unlink(),
+                "checkpoint.pt: missing: the weights of its finished epochs are gone"),
+    "probes": (lambda run: (run.path / "probes.pt").write_bytes(b"\x00" * 100),
+               "probes.pt: is not a LeNet Lab probes file: it is not a file written by torch.save"),
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGE))
+def test_the_train_page_shows_a_damaged_run_with_its_message(run, data_dir, monkeypatch, kind):
+    damage, said = DAMAGE[kind]
+    damage(run)
     monkeypatch.setenv("LENET_DATA_DIR", str(data_dir))
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.session_state["lenet_session_token"] = "browser-a"
@@ -191,8 +213,13 @@ def test_the_train_page_shows_a_damaged_run_with_its_message(run, data_dir, monk
     at.switch_page("views/train.py").run()
     assert not at.exception, at.exception
     warnings = "\n".join(w.value for w in at.warning).replace("\\", "")  # as the page shows it, unescaped
-    assert "Some of this run's files are damaged" in warnings
-    assert "epochs.jsonl: 1 line unreadable, skipped (line 2: not JSON)" in warnings
+    if said is None:
+        assert "damaged" not in warnings
+        whole = (run.path / "steps.csv").read_bytes().count(b"\n") - 1  # lines after the header, not the cut one
+        assert whole >= 1 and Run(run.path).steps()[0].tolist() == list(range(1, whole + 1))  # what was whole is kept
+    else:
+        assert "Some of this run's files are damaged" in warnings and said in warnings, warnings
+    assert run.info().name in "\n".join(h.value for h in at.subheader)  # the run is on show, not hidden
 
 
 @pytest.mark.parametrize("page", ["views/evaluate.py", "views/activations.py", "views/draw.py"])

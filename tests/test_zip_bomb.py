@@ -57,8 +57,8 @@ def test_a_zip_bomb_checkpoint_is_refused_before_it_is_inflated(bomb, tmp_path):
     out = subprocess.run([sys.executable, "-c", PROBE, str(bomb)], capture_output=True, text=True, env=env,
                          timeout=120, cwd=ROOT).stdout
     lines = dict(line.split(" ", 1) for line in out.splitlines())
-    assert lines["REFUSED"] == (f"bomb.pt would inflate to {BOMB_MB:,} MB in {PARTS} parts; a LeNet Lab file is at most "
-                                "64 MB, so it was not opened"), out
+    assert lines["REFUSED"] == (f"bomb.pt would inflate to {BOMB_MB * 2**20 / 1e6:,.1f} MB in {PARTS} parts; a LeNet Lab file "
+                                "is at most 67.1 MB, so it was not opened"), out
     assert lines["UPLOAD"].replace("\\", "").startswith("error **bomb.pt** was not loaded: bomb.pt would inflate to"), out
     rise = float(lines["PEAK_RISE_MB"])
     print(f"peak memory rise while refusing a {BOMB_MB} MB zip bomb twice: {rise:.1f} MB")
