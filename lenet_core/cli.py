@@ -388,7 +388,7 @@ def cmd_explain(args):
     except ExplainError as err:
         raise UsageError(str(err)) from None
     label = data.classes[int(data.test_labels[args.image])]
-    print(f"test image {args.image} (a {label}) through {path}")
+    print(f"test image {args.image} (labelled {label}) through {path}")
     print_explanation(e)
     if args.json:
         print(json.dumps({"image": args.image, **e}))
