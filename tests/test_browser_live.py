@@ -108,6 +108,9 @@ def test_clicking_a_conv2_value_shows_how_it_is_computed(app_server, app_env, br
     wait_for_app(page)
     expect(page.get_by_role("heading", name=re.compile("One value, explained"))).to_be_attached(timeout=30_000)
     r, c = 3, 7
+    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')]"
+                           ".some(g => (g.layout?.title?.text || '').startsWith('conv2[') && g._fullLayout)",
+                           timeout=30_000)  # the heading comes before the map is drawn
     point = page.evaluate(CLICK_JS, [r, c])
     page.mouse.click(point["x"], point["y"])
     wait_for_app(page)
