@@ -125,7 +125,8 @@ def colour_note(per_map: bool, diverging: bool, shared_by: str = "all maps of th
     return f"Colours: {colours}; {scale}"
 
 
-def one_input(entry, data, error, show: Display) -> None:
+def one_input(entry, data, error, show: Display):
+    """The maps of one input; returns that input (N, 1, 28, 28), or None when there is none."""
     classes = list(entry.classes)
     # The input, its picture and the attribution side by side, so the maps start above the fold
     # of a 1280x800 projector.
@@ -133,7 +134,7 @@ def one_input(entry, data, error, show: Display) -> None:
     with pick:
         picked = pick_input("a", DEFAULT_PAIRS.get(entry.dataset, classes[:1] * 2)[0], data, error, classes)
     if picked is None:
-        return
+        return None
     x, caption, label = picked
     acts, probs = maps.forward(entry.model, x)
     with picture:
@@ -159,6 +160,7 @@ def one_input(entry, data, error, show: Display) -> None:
                 key=f"act_kernels{layer}"):
             st.plotly_chart(maps.kernel_tiles(w.detach().cpu().numpy()), theme="streamlit",
                             config={"displayModeBar": False}, key=f"act_kernel_tiles{layer}")
+    return x
 
 
 def compare(entry, data, error, show: Display) -> None:

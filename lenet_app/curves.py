@@ -96,8 +96,31 @@ def run_figures(live: dict, total_steps: int, total_epochs: int, activation: str
     """A run's panel charts by name, in page order, from its live.json."""
     epochs = [EpochMetrics(**e) for e in live.get("epochs", [])]
     loss, acc = epoch_figures(epochs, total_epochs)
-    return {"loss-per-step": step_figure(live.get("curve", {}), total_steps), "loss-per-epoch": loss,
-            "val-accuracy": acc, **health_figures(live.get("health") or [], activation, total_steps)}
+    figures = {"loss-per-step": step_figure(live.get("curve", {}), total_steps), "loss-per-epoch": loss,
+               "val-accuracy": acc, **health_figures(live.get("health") or [], activation, total_steps)}
+    changes = live.get("changes") or []
+    if changes:
+        per_epoch = total_steps / total_epochs if total_steps and total_epochs else None
+        mark_changes(figures["loss-per-step"], changes, lambda step: step - 0.5)
+        if per_epoch:  # on the epoch charts, where in its epoch the change came (epoch k ends at x = k)
+            for name in ("loss-per-epoch", "val-accuracy"):
+                mark_changes(figures[name], changes, lambda step: (step - 1) / per_epoch)
+    return figures
+
+
+def mark_changes(figure: dict, changes: list[dict], to_x) -> dict:
+    """A dashed line where a setting was changed while the run trained, labelled "lr 0.1→0.9"."""
+    layout = figure["layout"]
+    shapes, notes = list(layout.get("shapes", [])), list(layout.get("annotations", []))
+    for i, c in enumerate(changes):
+        x = to_x(c["step"])
+        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
+                       "line": {"color": "#d62728", "width": 2, "dash": "dash"}, "name": "setting change"})
+        notes.append({"x": x, "xref": "x", "yref": "paper", "y": 0.98 - 0.09 * (i % 3), "xanchor": "left",
+                      "yanchor": "top", "showarrow": False, "text": f"{c['setting']} {c['old']:g}→{c['value']:g}",
+                      "font": {"color": "#d62728", "size": 13}, "bgcolor": "rgba(255,255,255,0.8)"})
+    layout["shapes"], layout["annotations"] = shapes, notes
+    return figure
 
 
 def overlay_figure(runs: list[tuple[str, dict]]) -> go.Figure:

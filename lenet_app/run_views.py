@@ -7,7 +7,7 @@ import streamlit as st
 from lenet_core.data import DATASETS
 from lenet_core.runs import RESUMABLE, Run, RunInfo, export_checkpoint
 
-from . import curves, live_panel, runs, scrubber, session
+from . import curves, live_panel, live_settings, runs, scrubber, session
 from .onnx_models import onnx_download
 from .server import serving
 
@@ -46,6 +46,7 @@ def panel(info: RunInfo) -> None:
             elif info.status in RESUMABLE:
                 st.button("Resume", icon=":material/play_arrow:", on_click=act, args=(runs.resume, info),
                           help="Carry it on in the same folder to its planned epochs.")
+    live_settings.show(info)
     if info.status in ("finished",):
         st.success(f"{info.message} Test accuracy **{info.test_accuracy:.1%}**." if info.test_accuracy is not None
                    else info.message, icon=":material/check_circle:")
@@ -90,7 +91,7 @@ def _overview(mine: list[RunInfo]) -> tuple[list[dict], dict]:
     """The table's rows and the overlay's runs, remade only when a run's status or epochs change:
     between two epochs a rerun sends the browser the same table and figure, which it keeps as they
     are instead of drawing them again."""
-    signature = tuple((i.id, i.name, i.status, i.epochs_done) for i in mine)
+    signature = tuple((i.id, i.name, i.status, i.epochs_done, len(i.changes)) for i in mine)
     cached = st.session_state.get("train.overview")
     if cached is None or cached[0] != signature:
         lives = {i.id: Run(i.path).live() for i in mine[:OVERLAY_MAX * 4]}

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from lenet_core.checkpoint import Checkpoint
-from lenet_core.runs import (RESUMABLE, DiskFullError, Run, RunInfo, continue_from, disk_full_message, free_mb,
-                             from_checkpoint, list_runs, min_free_mb, queue, runs_root)
+from lenet_core.runs import (RESUMABLE, DiskFullError, Run, RunInfo, continue_from, describe_changes,
+                             disk_full_message, free_mb, from_checkpoint, list_runs, min_free_mb, queue, runs_root)
 from lenet_core.settings import declared
 from lenet_core.train import TrainConfig
 
@@ -130,6 +130,18 @@ def stop(info: RunInfo) -> None:
         run.set_status("stopped", "Stopped before it started.")
 
 
+def change_settings(info: RunInfo, **values: float) -> None:
+    """New optimizer settings for a run that trains or is paused, from its next step (ConfigError
+    when out of bounds or when it has ended)."""
+    if can_control(info):
+        Run(info.path).change_settings(**values)
+
+
+def step_by_hand(info: RunInfo, steps: int | str) -> None:
+    if can_control(info) and info.status == "paused":
+        Run(info.path).step_by_hand(steps)
+
+
 def resume(info: RunInfo) -> None:
     if can_control(info) and info.status in RESUMABLE:
         if sum(i.live for i in my_runs()) >= limits()["live"]:
@@ -181,5 +193,7 @@ def runs_table(infos: list[RunInfo]) -> list[dict]:
                      "accuracy": f"{acc:.1%}" if acc is not None else "–",
                      "epochs": f"{info.epochs_done} of {info.config.epochs}",
                      "samples/s": f"{info.samples_per_s:,.0f}" if info.samples_per_s else "–"})
+        if any(i.changes for i in infos):
+            rows[-1]["changed while training"] = describe_changes(info.changes) or "–"
     return rows
 

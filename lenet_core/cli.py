@@ -1,4 +1,5 @@
-"""`lenet` (or `python -m lenet_core`): train, resume, list, summarise, evaluate and export from a terminal.
+"""`lenet` (or `python -m lenet_core`): train, resume, list, summarise, evaluate and export from a terminal;
+change a training run's learning rate as it trains (`set`), and show how one unit's value is made (`explain`).
 
 Every run is a run folder (runs.py), the same the app shows: `train --out runs/NAME` writes it as it
 trains, so a run killed mid-way is resumed with `resume runs/NAME`."""
@@ -212,7 +213,8 @@ def train_folder(run, args) -> int:
                           "test_loss": info.final.get("test_loss"), "epochs": info.epochs_done,
                           "train_time_s": round(sum(m.epoch_time for m in epochs), 2),
                           "samples_per_s": round(sum(m.samples_per_s for m in epochs) / max(len(epochs), 1)),
-                          "per_class_accuracy": info.final.get("per_class_accuracy", {})}))
+                          "per_class_accuracy": info.final.get("per_class_accuracy", {}),
+                          "changes": info.changes}))
     return 0 if info.status == "finished" else 1
 
 
@@ -299,6 +301,105 @@ def cmd_export(args):
     written = export(source, out)
     print(f"wrote {written} ({written.stat().st_size:,} bytes): class probabilities and the first conv layers' maps; "
           "open it in Netron or run it with onnxruntime")
+def find_run(text: str):
+    """A run folder by path, or by id under the runs root; UsageError when neither is one."""
+    from .runs import Run, runs_root
+
+    for path in (Path(text), runs_root() / text):
+        if Run(path).exists():
+            return Run(path)
+    raise UsageError(f"{text} is not a run folder (nor a run id under {runs_root()})")
+
+
+def cmd_set(args):
+    from .runs import Run
+
+    run: Run = find_run(args.run)
+    values = {k: getattr(args, k) for k in ("lr", "momentum") if getattr(args, k) is not None}
+    if not values:
+        raise UsageError("give a setting to change, e.g. --lr 0.9")
+    info = run.info()
+    if info.owner is not None:
+        raise UsageError(f"{info.name} belongs to a browser of the app ({info.owner_name or 'no name'}); "
+                         "change it from its panel on the Train page")
+    try:
+        values = run.change_settings(**values)
+    except ConfigError as e:
+        raise UsageError(f"cannot change {info.name}: {e.message if e.setting == 'run' else e}") from None
+    said = ", ".join(f"{k} {v:g}" for k, v in values.items())
+    print(f"asked {info.name} ({run.path}) to use {said} from its next step"
+          + (" (it is paused: it takes it when it carries on)" if info.status == "paused" else ""))
+    return 0
+
+
+def _position(text: str) -> tuple[int, int]:
+    try:
+        r, c = (int(v) for v in text.split(","))
+        return r, c
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not ROW,COL (two whole numbers, e.g. 3,4)") from None
+
+
+def _grid(rows) -> list[str]:
+    return [" ".join(f"{v:7.3f}" for v in row) for row in rows]
+
+
+def print_explanation(e: dict) -> None:
+    if e["kind"] == "conv":
+        top, left = e["window_origin"]
+        k = e["kernel_size"]
+        print(f"{e['layer']} channel {e['channel']} at row {e['at'][0]}, col {e['at'][1]}: a {k}x{k} kernel over "
+              f"{e['input']} rows {top} to {top + k - 1}, cols {left} to {left + k - 1}"
+              + (f" (padding {e['padding']}: outside the map counts as 0)" if e["padding"] else ""))
+        for ch, (w, kern, prod, total) in enumerate(zip(e["window"], e["kernel"], e["products"], e["channel_sums"])):
+            print(f"\n  input channel {ch}: window | kernel | products (sum {total:.4f})")
+            for a, b, c in zip(_grid(w), _grid(kern), _grid(prod)):
+                print(f"  {a}  |  {b}  |  {c}")
+        print(f"\nsum of products {e['sum']:.6f} + bias {e['bias']:.6f} = pre-activation {e['pre_activation']:.6f}")
+        print(f"{e['activation']} {e['formula']} -> value {e['value']:.6f}")
+    elif e["kind"] == "pool":
+        print(f"{e['layer']} channel {e['channel']} at row {e['at'][0]}, col {e['at'][1]}: the {e['pooling']} of "
+              f"{e['input']}'s 2x2 window at rows {e['window_origin'][0]}-{e['window_origin'][0] + 1}, cols "
+              f"{e['window_origin'][1]}-{e['window_origin'][1] + 1}")
+        for row in _grid(e["window"]):
+            print(f"  {row}")
+        print(f"{'average' if e['pooling'] == 'avg' else 'max'} -> value {e['value']:.6f}")
+    else:
+        print(f"{e['layer']} unit {e['unit']}: {e['inputs']} inputs from {e['input']}; the largest contributions:")
+        for c in e["largest"]:
+            where = f" (map {c['map_position'][0]}, row {c['map_position'][1]}, col {c['map_position'][2]})" \
+                if "map_position" in c else ""
+            print(f"  input {c['index']:>4}{where}: {c['input']:9.4f} x weight {c['weight']:8.4f} = {c['product']:9.4f}")
+        print(f"sum of all {e['inputs']} products {e['sum']:.6f} + bias {e['bias']:.6f} = "
+              f"pre-activation {e['pre_activation']:.6f}")
+        print(f"{e['activation']} -> value {e['value']:.6f}")
+
+
+def cmd_explain(args):
+    from .checkpoint import load_checkpoint
+    from .explain import ExplainError, explain
+    from .runs import Run
+    from .train import as_input
+    from .worker import dataset
+
+    path = Path(args.source)
+    if not path.exists():
+        raise UsageError(f"{args.source} is neither a run folder nor a checkpoint file")
+    ckpt = Run(path).load_checkpoint() if path.is_dir() else load_checkpoint(path)
+    data = dataset(ckpt.dataset, args.data_dir)
+    if not 0 <= args.image < len(data.test_images):
+        raise UsageError(f"--image must be 0 to {len(data.test_images) - 1} (the {ckpt.dataset} test set), "
+                         f"got {args.image}")
+    x = as_input(data.test_images[args.image:args.image + 1])
+    try:
+        e = explain(ckpt.model.eval(), x, args.layer, args.channel, args.at)
+    except ExplainError as err:
+        raise UsageError(str(err)) from None
+    label = data.classes[int(data.test_labels[args.image])]
+    print(f"test image {args.image} (labelled {label}) through {path}")
+    print_explanation(e)
+    if args.json:
+        print(json.dumps({"image": args.image, **e}))
     return 0
 
 
@@ -340,6 +441,22 @@ def build_parser() -> Parser:
     ls.add_argument("--root", help="the runs root (default: $LENET_RUNS_DIR or runs/)")
     ls.add_argument("--json", action="store_true", help="print the list as JSON on the last line")
     ls.set_defaults(func=cmd_runs)
+
+    st = sub.add_parser("set", help="change a training run's learning rate (or momentum) from its next step")
+    st.add_argument("run", metavar="RUN", help="a run folder, or a run id under the runs root")
+    st.add_argument("--lr", type=float, help="the new learning rate")
+    st.add_argument("--momentum", type=float, help="the new momentum (runs with the momentum optimizer)")
+    st.set_defaults(func=cmd_set)
+
+    x = sub.add_parser("explain", help="how one value of a layer is computed, for a test image")
+    x.add_argument("source", metavar="RUN_OR_CHECKPOINT")
+    x.add_argument("--image", type=int, required=True, metavar="N", help="the test image's index")
+    x.add_argument("--layer", default="conv1", help="conv1, conv2, conv1_pool, fc1, output, ... (default conv1)")
+    x.add_argument("--channel", type=int, default=0, metavar="C", help="the map's channel, or a dense unit's index")
+    x.add_argument("--at", type=_position, metavar="ROW,COL", help="the position in the map (conv and pooling)")
+    x.add_argument("--data-dir")
+    x.add_argument("--json", action="store_true", help="print the computation as JSON on the last line")
+    x.set_defaults(func=cmd_explain)
 
     e = sub.add_parser("evaluate", help="test accuracy of a checkpoint or run folder")
     e.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")

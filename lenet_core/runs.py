@@ -6,7 +6,7 @@ server or another machine reads the same state from it.
     run.json       name, owner, where it started from, when it was asked for
     status.json    queued | running | paused | finished | stopped | diverged | failed | interrupted,
                    with its message and progress; rewritten (atomically) by whoever drives the run
-    control.json   what the user asked for: pause, stop (the worker polls it)
+    control.json   what the user asked for: pause, stop, optimizer settings, steps by hand (the worker polls it)
     claim.json     which process trains it now (created exclusively: one trainer per run)
     steps.csv      the loss of every step, appended as it trains
     epochs.jsonl   the metrics of every epoch, appended
@@ -184,6 +184,7 @@ class RunInfo:
     final: dict = field(default_factory=dict)
     legacy: bool = False
     repaired: list = field(default_factory=list)   # what resuming found damaged and mended, one line each
+    changes: list = field(default_factory=list)  # settings changed while it trained (TrainState.changes)
 
     @property
     def id(self) -> str:
@@ -211,7 +212,7 @@ class RunInfo:
         return {"path": str(self.path), "id": self.id, "name": self.name, "status": self.status,
                 "message": self.message, "epochs_done": self.epochs_done, "epochs": self.config.epochs,
                 "steps_done": self.steps_done, "test_accuracy": self.test_accuracy, "owner_name": self.owner_name,
-                "created": self.created, "config": self.config.to_dict()}
+                "created": self.created, "config": self.config.to_dict(), "changes": self.changes}
 
 
 class Run:
@@ -336,7 +337,8 @@ class Run:
                        get(st, "steps_done", int, 0), get(st, "total_steps", int, 0),
                        get(st, "samples_per_s", number, None), get(st, "train_seconds", number, 0.0),
                        get(st, "device", str, ""), get(meta, "origin", dict, {}), get(st, "final", dict, {}),
-                       repaired=[str(r)[:300] for r in get(st, "repaired", list, [])][:20])
+                       repaired=[str(r)[:300] for r in get(st, "repaired", list, [])][:20],
+                       changes=setting_changes(st.get("changes")))
 
     def trainer_alive(self, status: dict | None = None) -> bool:
         """Whether a process is training this run now (its claim's process runs, or, on another
@@ -488,6 +490,29 @@ class Run:
         _write_json(self.path / "control.json", {"pause": False, "stop": False, "updated": time.time()})
         self.set_status("queued", message)
 
+    def change_settings(self, **values: float) -> dict[str, float]:
+        """Ask the trainer to use these optimizer settings (lr, momentum where it has one) from its
+        next step on; ConfigError for an ended run or a value it cannot take. Returns them as sent."""
+        from .train import check_live
+
+        status = self.info().status
+        if status not in LIVE:
+            raise ConfigError("run", f"it has {'ended' if status != 'interrupted' else 'been interrupted'} "
+                                     f"({status}); settings change only while it is queued, training or paused")
+        if not values:
+            raise ConfigError("settings", "nothing to change")
+        values = check_live(self.config(), values)
+        ctl = self.control()
+        wanted = ctl.get("settings") if isinstance(ctl.get("settings"), dict) else {}
+        self.request(settings={**wanted, **values}, settings_asked=time.time())
+        return values
+
+    def step_by_hand(self, steps: int | str = 1) -> None:
+        """A paused run takes `steps` steps ("epoch": to its epoch's end), then waits paused again."""
+        if self.info().status != "paused":
+            raise ConfigError("run", "only a paused run is stepped by hand")
+        self.request(advance={"id": secrets.token_hex(4), "steps": steps, "asked": time.time()})
+
     def rename(self, name: str) -> None:
         meta = self.meta()
         meta["name"] = clean_name(name) or meta.get("name") or self.path.name
@@ -557,6 +582,21 @@ class Run:
 
     def save_checkpoint(self, ckpt: Checkpoint) -> None:
         save_checkpoint(self.path / "checkpoint.pt", ckpt, with_training=True)
+
+
+def setting_changes(rows) -> list[dict]:
+    """The settings changes a status file lists, those that are sound: {step, setting, old, value}."""
+    out = []
+    for c in rows if isinstance(rows, list) else []:
+        if (isinstance(c, dict) and isinstance(c.get("step"), int) and isinstance(c.get("setting"), str)
+                and all(isinstance(c.get(k), (int, float)) for k in ("old", "value"))):
+            out.append({"step": c["step"], "setting": c["setting"], "old": c["old"], "value": c["value"]})
+    return out
+
+
+def describe_changes(changes: list[dict]) -> str:
+    """The changes in words, as the runs table shows them: "lr 0.1 -> 0.9 at step 1,200"."""
+    return "; ".join(f"{c['setting']} {c['old']:g} -> {c['value']:g} at step {c['step']:,}" for c in changes)
 
 
 def _lost_message(status: str, why: str, epochs_done: int) -> str:

@@ -7,18 +7,22 @@ folder LENET_SCENARIOS_DIR names), listed on the Train page for one click.
     lr = 0.1                   # then any setting by its name, e.g. kernel_size, conv_channels,
     epochs = 10                # dense_widths, optimizer, batch_size, dataset, seed
 
+    [live]                     # optional: a change to make by hand while it trains (not made by itself)
+    lr = 0.9
+    when = "once it sits at chance"
+
 Every setting is checked as a form's would be; a file that is not a sound scenario is reported
 with its reason and skipped, never breaks the page."""
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .model import ModelConfig, preset
 from .settings import ConfigError, declared
-from .train import TrainConfig
+from .train import TrainConfig, check_live
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "scenarios"
 MAX_FILES = 100
@@ -31,6 +35,7 @@ class Scenario:
     title: str
     text: str
     config: TrainConfig
+    live: dict = field(default_factory=dict)  # a planned live change: setting -> value, and "when" in words
 
 
 def scenarios_dir() -> Path:
@@ -90,7 +95,7 @@ def parse(text: str, key: str) -> Scenario:
     title, about = d.pop("title", key), d.pop("text", "")
     if not isinstance(title, str) or not isinstance(about, str):
         raise ValueError("title and text must be text")
-    base = d.pop("preset", "classic")
+    base, live = d.pop("preset", "classic"), d.pop("live", {})
     if not isinstance(base, str):
         raise ValueError(f"preset must be the name of a preset (e.g. \"classic\"), not a {type(base).__name__}")
     for name, value in d.items():
@@ -106,7 +111,24 @@ def parse(text: str, key: str) -> Scenario:
         config.validate()
     except ConfigError as e:
         raise ValueError(f"bad setting {e}") from None
-    return Scenario(key, title.strip()[:80], about.strip()[:1000], config)
+    return Scenario(key, title.strip()[:80], about.strip()[:1000], config, _planned(live, config))
+
+
+def _planned(live, config: TrainConfig) -> dict:
+    """A scenario's [live] table: the settings it plans to change while the run trains, within the
+    bounds a live change has, and when (in words, for the lecturer: nothing changes by itself)."""
+    if live == {}:
+        return {}
+    if not isinstance(live, dict):
+        raise ValueError("[live] must be a table, e.g. [live] lr = 0.9")
+    when = live.get("when", "")
+    values = {k: v for k, v in live.items() if k != "when"}
+    if not isinstance(when, str) or not values:
+        raise ValueError("[live] needs a setting to change (e.g. lr = 0.9) and 'when' as text")
+    try:
+        return {**check_live(config, values), "when": when.strip()[:200]}
+    except ConfigError as e:
+        raise ValueError(f"[live] {e}") from None
 
 
 def load_scenarios(folder: str | os.PathLike | None = None) -> tuple[list[Scenario], list[str]]:

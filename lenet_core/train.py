@@ -1,6 +1,7 @@
 """The chapter's training loop on whole tensors: cross-entropy, minibatch SGD (or Adam), the test
-set as the validation set. It reports through callbacks, obeys a pause/stop control between steps,
-and can carry a run on exactly where it stopped (TrainState)."""
+set as the validation set. It reports through callbacks, obeys a pause/stop control between steps
+(which can also change the optimizer's settings mid-run, or take steps by hand while paused), and
+can carry a run on exactly where it stopped (TrainState)."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from . import fastpath
 from .data import DATASETS, ImageData
 from .model import LeNet, ModelConfig
-from .settings import ConfigError, check_bounds, from_dict, setting
+from .settings import ConfigError, check_bounds, declared, from_dict, setting
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 DEVICES = ("auto", "cpu", "cuda")
@@ -77,6 +78,36 @@ def build_model(config: TrainConfig) -> LeNet:
     """The model for a run, initialised from the run's seed (so a seed fixes everything)."""
     torch.manual_seed(config.seed)
     return LeNet(config.model)
+
+
+# The optimizer settings a run may change while it trains, and their bounds (the learning rate's are
+# those of the setting at Start). Only those the run's optimizer has: "momentum" is SGD's momentum,
+# which plain SGD and Adam do not use. TrainConfig declares no weight decay, so none can change.
+MOMENTUM_BOUNDS = (0.0, 0.99)
+
+
+def live_settings(config: TrainConfig) -> dict[str, tuple[float, float]]:
+    meta = declared(TrainConfig)["lr"][0]
+    bounds = {"lr": (meta.low, meta.high)}
+    if config.optimizer == "momentum":
+        bounds["momentum"] = MOMENTUM_BOUNDS
+    return bounds
+
+
+def check_live(config: TrainConfig, values: dict) -> dict[str, float]:
+    """`values` as floats, or ConfigError for a setting this run cannot change or a value out of bounds."""
+    bounds, out = live_settings(config), {}
+    for name, value in values.items():
+        if name not in bounds:
+            raise ConfigError(name, f"cannot change while a {config.optimizer} run trains (it can change: "
+                                    f"{', '.join(bounds)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(name, f"must be a finite number, got {value!r:.40}")
+        low, high = bounds[name]
+        if not low <= value <= high:
+            raise ConfigError(name, f"must be {low:g} to {high:g}, got {value:g}")
+        out[name] = float(value)
+    return out
 
 
 def make_optimizer(config: TrainConfig, params):
@@ -148,13 +179,17 @@ class TrainState:
     seconds: float = 0.0           # that epoch's training time so far
     shuffle: torch.Tensor | None = None   # the generator state that draws that epoch's order
     optimizer: dict | None = None
+    # Settings changed while it trained: {"step": first step with the new value, "setting", "old", "value"}
+    changes: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "sums": list(self.sums)}
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainState:
-        return cls(**{**d, "sums": tuple(d.get("sums", (0.0, 0, 0)))})
+        changes = d.get("changes")  # checkpoints from before live settings have none
+        changes = [c for c in changes if isinstance(c, dict)] if isinstance(changes, list) else []
+        return cls(**{**d, "sums": tuple(d.get("sums", (0.0, 0, 0))), "changes": changes})
 
 
 @dataclass
@@ -174,17 +209,37 @@ class Callback:
     def on_steps(self, first_step: int, losses: list[float], epoch: int): ...  # every `sync_every` steps
     def on_after_backward(self, model: LeNet, step: int): ...
     def on_pause(self, paused: bool): ...
+    def on_setting_change(self, change: dict, state: TrainState): ...  # applied from step change["step"]
+    def on_hand_steps(self, state: TrainState, model: LeNet): ...  # steps taken by hand, paused again
     def on_epoch_end(self, metrics: EpochMetrics, state: TrainState, model: LeNet): ...
     def on_fit_end(self, result: FitResult): ...
 
 
 class Control:
-    """Pause and stop switches that the loop polls between steps (thread-safe). Other controls
-    (a run folder's control file) offer the same three methods."""
+    """Pause and stop switches that the loop polls between steps (thread-safe), the optimizer
+    settings wanted from the next step on, and steps taken by hand while paused. Other controls
+    (a run folder's control file) offer the same methods."""
 
     def __init__(self):
         self._stop, self._running = threading.Event(), threading.Event()
         self._running.set()
+        self._lock = threading.Lock()
+        self._settings: dict[str, float] = {}
+        self._grants: list[int | str] = []
+
+    def set(self, **values: float):
+        """Use these optimizer settings (lr=..., momentum=...) from the next step on."""
+        with self._lock:
+            self._settings.update(values)
+
+    def settings(self) -> dict:
+        with self._lock:
+            return dict(self._settings)
+
+    def advance(self, steps: int | str = 1):
+        """While paused: take `steps` steps ("epoch": to the end of the epoch), then pause again."""
+        with self._lock:
+            self._grants.append(steps)
 
     def stop(self):
         self._stop.set()
@@ -202,9 +257,13 @@ class Control:
     def paused(self) -> bool:
         return not self._running.is_set()
 
-    def wait_while_paused(self) -> None:
+    def wait_while_paused(self) -> int | str | None:
+        """Returns when resumed (None), or with the steps asked for by hand (the run stays paused)."""
         while not self._running.wait(0.05):
-            pass
+            with self._lock:
+                if self._grants:
+                    return self._grants.pop(0)
+        return None
 
 
 # A cross-entropy this far above chance's (ln C) means the weights have blown up.
@@ -247,6 +306,22 @@ class Trainer:
         for cb in self.callbacks:
             getattr(cb, name)(*args)
 
+    def _apply_settings(self, optimizer, wanted: dict, state: TrainState) -> None:
+        """Apply the settings asked for that differ from the optimizer's, from the next step on,
+        and record each change. A value this run cannot take (a hand-edited control file) is ignored."""
+        group = optimizer.param_groups[0]
+        for name, value in wanted.items():
+            try:
+                value = check_live(self.config, {name: value})[name]
+            except ConfigError:
+                continue
+            if name in group and group[name] != value:
+                change = {"step": state.step + 1, "setting": name, "old": group[name], "value": value}
+                for g in optimizer.param_groups:
+                    g[name] = value
+                state.changes.append(change)
+                self._emit("on_setting_change", change, state)
+
     def fit(self, model: LeNet, data: ImageData, state: TrainState | None = None) -> FitResult:
         cfg, dev, control = self.config, self.device, self.control
         state = dataclasses.replace(state) if state else TrainState()
@@ -256,11 +331,13 @@ class Trainer:
         n, classes = len(data.train_images), model.config.num_classes
         batches = cfg.steps_per_epoch(n)
         self.total_steps = batches * cfg.epochs
-        optimizer = make_optimizer(cfg, model.parameters())
-        if state.optimizer:
+        optimizer = self.optimizer = make_optimizer(cfg, model.parameters())
+        if state.optimizer:  # with the settings changed while it trained, as they were
             optimizer.load_state_dict(state.optimizer)
+        state.changes = list(state.changes)
         gen = torch.Generator().manual_seed(cfg.seed)
         epochs, final, status, reason, message = [], {}, "finished", "", ""
+        by_hand, hand = 0, False  # steps asked for by hand still to take; whether this one was
         self._emit("on_fit_start", self, state)
 
         while state.epoch < cfg.epochs and status == "finished":
@@ -274,15 +351,21 @@ class Trainer:
             model.train()
             started, pending = time.perf_counter() - state.seconds, []
             for b in range(state.batch, batches):
-                if control.paused():
+                if by_hand:
+                    by_hand -= 1
+                elif control.paused():
                     pause_began = time.perf_counter()
                     self._emit("on_pause", True)
-                    control.wait_while_paused()
-                    self._emit("on_pause", False)
+                    grant = control.wait_while_paused()
                     started += time.perf_counter() - pause_began
+                    if grant:  # steps by hand: the run stays paused, and pauses again after them
+                        by_hand, hand = (batches - b if grant == "epoch" else int(grant)) - 1, True
+                    else:
+                        self._emit("on_pause", False)
                 if control.stop_requested():
                     status = "stopped"
                     break
+                self._apply_settings(optimizer, control.settings(), state)
                 idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 x = as_input(data.train_images.index_select(0, idx)).contiguous(memory_format=layout)
                 y = data.train_labels.index_select(0, idx)
@@ -296,7 +379,8 @@ class Trainer:
                 loss_sum += loss.detach() * len(idx)
                 correct += (logits.argmax(1) == y).sum()
                 pending.append(loss.detach())
-                if len(pending) == self.sync_every or b == batches - 1:
+                hand_done = hand and not by_hand
+                if len(pending) == self.sync_every or b == batches - 1 or hand_done:
                     losses = torch.stack(pending).tolist()  # the one host sync of k steps
                     first = state.step - len(pending) + 1
                     pending.clear()
@@ -308,12 +392,19 @@ class Trainer:
                         self._emit("on_steps", first, losses, epoch)
                     if bad is not None:
                         worst = losses[-1] if len(losses) > bad else math.nan
+                        lr = optimizer.param_groups[0]["lr"]  # the one it blew up with, maybe changed mid-run
                         status, reason = "diverged", "exploded"
                         message = (f"The loss exploded to {worst:.3g} by step {first + bad:,} (epoch {epoch}): the "
-                                   f"weights blew up. Try a lower learning rate than {cfg.lr:g}, e.g. "
-                                   f"{cfg.lr / 10:g}" + (" (Adam usually wants about 0.001)."
+                                   f"weights blew up. Try a lower learning rate than {lr:g}, e.g. "
+                                   f"{lr / 10:g}" + (" (Adam usually wants about 0.001)."
                                                          if cfg.optimizer == "adam" else "."))
                         break
+                if hand_done:
+                    hand = False
+                if hand_done and b < batches - 1:  # what they left, for the pages (mid-epoch, as a stop saves)
+                    self._emit("on_hand_steps", dataclasses.replace(
+                        state, sums=(float(loss_sum), int(correct), seen), seconds=time.perf_counter() - started,
+                        optimizer=optimizer.state_dict(), changes=list(state.changes)), model)
             state.seconds = time.perf_counter() - started
             state.sums = (float(loss_sum), int(correct), seen)
             if status != "finished":

@@ -19,6 +19,7 @@ from .train import (Callback, EpochMetrics, FitResult, Trainer, TrainState, buil
 
 LIVE_EVERY_S = 0.5   # how often a training run's curve and status reach its folder
 HEALTH_LIVE_EVERY_S = 3.0  # how often its health charts change there: each change is three charts redrawn
+MAX_HAND_STEPS = 100_000  # steps one request by hand may ask for (a control file is read from disk)
 
 _datasets: dict[tuple, ImageData] = {}
 _datasets_lock = threading.Lock()
@@ -34,13 +35,17 @@ def dataset(name: str, data_dir=None) -> ImageData:
 
 
 class FolderControl:
-    """The trainer's pause/stop switches, read from the run's control.json (at most every `poll_s`),
-    or a stop from this process (`stop_event`: a signal, the pool shutting down)."""
+    """The trainer's pause/stop switches, the optimizer settings wanted and the steps asked for by
+    hand, read from the run's control.json (at most every `poll_s`), or a stop from this process
+    (`stop_event`: a signal, the pool shutting down)."""
 
     def __init__(self, run: Run, stop_event: threading.Event | None = None, heartbeat=lambda: None,
                  poll_s: float = 0.1):
         self.run, self.stop_event, self.heartbeat, self.poll_s = run, stop_event, heartbeat, poll_s
         self._checked, self._mtime, self._ctl = 0.0, None, {}
+        # Steps asked for by hand before this trainer started were for one that is gone: not taken again.
+        ask = self._refresh().get("advance")
+        self._advanced = ask.get("id") if isinstance(ask, dict) else None
 
     def _refresh(self) -> dict:
         now = time.monotonic()
@@ -65,13 +70,30 @@ class FolderControl:
     def paused(self) -> bool:
         return bool(self._refresh().get("pause")) and not self.stop_requested()
 
-    def wait_while_paused(self) -> None:
+    def settings(self) -> dict:
+        wanted = self._refresh().get("settings")
+        return wanted if isinstance(wanted, dict) else {}  # the trainer checks each value's bounds
+
+    def _steps_by_hand(self) -> int | str | None:
+        ask = self._ctl.get("advance")
+        if not isinstance(ask, dict) or ask.get("id") == self._advanced:
+            return None
+        self._advanced = ask.get("id")
+        steps = ask.get("steps")
+        if steps == "epoch" or isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= MAX_HAND_STEPS:
+            return steps
+        return None
+
+    def wait_while_paused(self) -> int | str | None:
         beat = time.monotonic()
         while self.paused():
+            if steps := self._steps_by_hand():
+                return steps
             time.sleep(self.poll_s / 2)
             if time.monotonic() - beat >= HEARTBEAT_S:
                 self.heartbeat()
                 beat = time.monotonic()
+        return None
 
 
 class RunRecorder(Callback):
@@ -86,14 +108,17 @@ class RunRecorder(Callback):
         self.paused_s, self.pause_began = 0.0, None
         self.health_live, self.health_written = [], 0.0
         self.status = "running"
+        self.changes: list[dict] = []
 
     def on_fit_start(self, trainer, state):
         self.config, self.trainer = trainer.config, trainer
         self.t0, self.steps_at_start, self.step = time.monotonic(), state.step, state.step
+        self.changes = list(state.changes)  # as far as the checkpoint it carries on from
         self.total = trainer.config.steps_per_epoch(len(self.data.train_images)) * trainer.config.epochs
         self.run.set_status("running", "", started=time.time(), worker=this_process(),
                             device=device_label(trainer.device), total_steps=self.total, steps_done=state.step,
-                            epochs_done=state.epoch, steps_at_start=state.step, train_seconds=0.0)
+                            epochs_done=state.epoch, steps_at_start=state.step, train_seconds=0.0,
+                            changes=self.changes)
         self.write(force=True)
 
     def on_steps(self, first_step, losses, epoch):
@@ -106,9 +131,18 @@ class RunRecorder(Callback):
 
     def on_pause(self, paused):
         if paused:
-            self.status, self.pause_began = "paused", time.monotonic()
+            if self.status != "paused":  # else paused again after steps taken by hand: one pause goes on
+                self.status, self.pause_began = "paused", time.monotonic()
         else:
             self.status, self.paused_s = "running", self.paused_s + time.monotonic() - self.pause_began
+        self.write(force=True)
+
+    def on_setting_change(self, change: dict, state: TrainState):
+        self.changes.append(change)
+        self.write(force=True, changes=self.changes, setting_applied=time.time())
+
+    def on_hand_steps(self, state: TrainState, model):
+        self.save(model, state)  # the filters and maps shown are those after the steps
         self.write(force=True)
 
     def on_epoch_end(self, metrics: EpochMetrics, state: TrainState, model):
@@ -159,7 +193,7 @@ class RunRecorder(Callback):
         if self.health and (force or now - self.health_written >= HEALTH_LIVE_EVERY_S):
             self.health_live, self.health_written = list(self.health.live()), now
         self.run.write_live({"curve": self.curve.to_dict(), "epochs": self.epochs, "updated": time.time(),
-                             "health": self.health_live})
+                             "health": self.health_live, "changes": self.changes})
         self.run.set_status(self.status, message, steps_done=self.step, train_seconds=train_s,
                             samples_per_s=rate, **fields)
 

@@ -22,6 +22,7 @@ from synthetic import synthetic_idx
 APP = Path(__file__).resolve().parents[1] / "lenet_lab.py"
 ACTIVATIONS = "views/activations.py"
 RECORDED_EPOCHS = 3
+UNIT = ["act.unit.map", "act.unit.inputs", "act.unit.conv"]  # one value explained, under the maps (conv2)
 
 
 def saved_run(root: Path, name: str, config: TrainConfig, owner: str | None = None) -> Run:
@@ -105,7 +106,7 @@ def test_test_image_then_every_stage_and_scale(with_data):
     assert at.selectbox(key="act_a_class").value == "Pullover"
     assert conv_headings(at) == ["conv1: 6 maps of 28x28 (post-activation)",
                                  "conv2: 16 maps of 10x10 (post-activation)"]
-    assert chart_keys(at) == ["act.attr.figure", "act_conv1", "act_conv2"]
+    assert chart_keys(at) == ["act.attr.figure", "act_conv1", "act_conv2", *UNIT]
     assert "Filters: red = positive weight" in captions(at)
     assert [h["name"] for h in chart(at, "act_conv1")["data"] if h["type"] == "heatmap"] == ["maps", "filters"]
 
@@ -119,7 +120,7 @@ def test_test_image_then_every_stage_and_scale(with_data):
     assert conv_headings(at) == ["conv1: 6 maps of 14x14 (pooled)", "conv2: 16 maps of 5x5 (pooled)"]
 
     at.toggle(key="act_kernels2").set_value(True).run()
-    assert not at.exception and chart_keys(at)[-1] == "act_kernel_tiles2"
+    assert not at.exception and chart_keys(at)[-4] == "act_kernel_tiles2"
     z = array(chart(at, "act_kernel_tiles2")["data"][0]["z"]).astype(float)
     assert z.shape == (16 * 6 - 1, 6 * 6 - 1)  # every kernel of conv2: 16 filters x 6 input channels
 
@@ -134,14 +135,14 @@ def test_random_average_and_drawing_inputs(with_data):
     drawn[4:24, 13:16] = 1.0
     at = open_page({"draw_image": drawn}, model=f"run:{with_data['classic'].id}")
     at.selectbox(key="act_a_source").set_value("Random test image").run()
-    assert "test image #" in captions(at) and chart_keys(at) == ["act.attr.figure", "act_conv1", "act_conv2"]
+    assert "test image #" in captions(at) and chart_keys(at) == ["act.attr.figure", "act_conv1", "act_conv2", *UNIT]
     at.button(key="act_a_reroll").click().run()
     assert not at.exception
     at.selectbox(key="act_a_source").set_value("Average of N test images").run()
     assert "the mean of the first " in captions(at) and chart_keys(at) == ["act_conv1", "act_conv2"]
     assert "model right on" in captions(at)  # several images: no attribution map of one
     at.selectbox(key="act_a_source").set_value("Current drawing").run()
-    assert "your drawing" in captions(at) and len(at.get("plotly_chart")) == 3
+    assert "your drawing" in captions(at) and len(at.get("plotly_chart")) == 3 + len(UNIT)
 
 
 def test_compare_pullover_and_coat(with_data):
@@ -169,7 +170,7 @@ def test_without_data_test_images_explain_and_drawing_still_works(without_data):
     drawn[10:18, 6:22] = 1.0
     at = open_page({"draw_image": drawn}, model=f"run:{without_data['classic'].id}")
     assert at.selectbox(key="act_a_source").value == "Current drawing"
-    assert len(at.get("plotly_chart")) == 3
+    assert len(at.get("plotly_chart")) == 3 + len(UNIT)
 
 
 @pytest.mark.parametrize("saliency", [True, False])
@@ -201,7 +202,7 @@ def test_evaluate_request_for_a_model_that_has_gone(with_data):
 def test_any_number_of_conv_layers(with_data):
     at = open_page(model=f"run:{with_data['three'].id}")
     assert [h.split(":")[0] for h in conv_headings(at)] == ["conv1", "conv2", "conv3"]
-    assert chart_keys(at) == ["act.attr.figure", "act_conv1", "act_conv2", "act_conv3"]
+    assert chart_keys(at) == ["act.attr.figure", "act_conv1", "act_conv2", "act_conv3", *UNIT]
     at.segmented_control(key="act_view").set_value("Compare two inputs").run()
     assert not at.exception and len(at.get("plotly_chart")) == 9
     assert at.selectbox(key="act_a_class").value == "4" and at.selectbox(key="act_b_class").value == "9"

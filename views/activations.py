@@ -4,7 +4,7 @@ epoch by epoch."""
 import streamlit as st
 
 from lenet_app import activation_views as views
-from lenet_app import models
+from lenet_app import models, unit_view
 from lenet_app.datasets import get_data
 
 st.title("Activations")
@@ -25,7 +25,8 @@ with c_display:
 
 data, data_error = get_data(entry.dataset)
 if view == "One input":
-    views.one_input(entry, data, data_error, display)
+    if (x := views.one_input(entry, data, data_error, display)) is not None:
+        unit_view.show(entry.model, x)  # click a value of a map: how it is computed
 elif view == "Compare two inputs":
     views.compare(entry, data, data_error, display)
 else:
