@@ -7,7 +7,8 @@ trainer can be a process of this machine's pool or a Ray worker on another machi
 
 - `LocalPool` (the default): a few worker processes of this machine that keep torch imported and
   the data sets loaded, at most `LENET_MAX_JOBS` trainings at once per device, the rest queued in
-  the order they were asked for. Workers run at a lower priority than the web server.
+  the order they were asked for. Workers run at a lower priority than the web server. Runs asked
+  for together (an exercise's pair) start together, sharing the cores, when a device takes one at a time.
 - `RayExecutor` (`LENET_EXECUTOR=ray`): the same job on a Ray cluster (lenet_core/ray_executor.py).
 """
 from __future__ import annotations
@@ -41,6 +42,12 @@ class Executor:
     def submit(self, run: Run) -> None:
         raise NotImplementedError
 
+    def submit_together(self, runs: list[Run]) -> None:
+        """Runs to train side by side (their curves compared as they rise). Here: each in turn,
+        where the executor has slots for them."""
+        for run in runs:
+            self.submit(run)
+
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop the trainings this executor runs (each is saved as stopped) and let its processes go."""
 
@@ -66,8 +73,19 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _worker_main(index: int, device: str, threads: int, jobs, events, shutdown, parent_pid: int, data_dir) -> None:
-    """A pool worker: trains the runs it is handed, one at a time, until the pool shuts down."""
+def _live(path: str) -> bool:
+    try:
+        return Run(path).info().live
+    except Exception:  # a folder deleted or damaged meanwhile: nothing to wait for
+        return False
+
+
+def _worker_main(index: int, device: str, threads: int, jobs, events, shutdown, parent_pid: int, data_dir,
+                 companions=None) -> None:
+    """A pool worker: trains the runs it is handed, one at a time, until the pool shuts down.
+    A job may be a list of runs to train together: this worker trains the first and hands the
+    others to the companion workers (which take only those), the cores split between them; it
+    takes its next job once they have all ended, so the device still trains one job at a time."""
     os.nice(WORKER_NICE)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal reaches every process: the server decides
     stop = threading.Event()
@@ -113,9 +131,17 @@ def _worker_main(index: int, device: str, threads: int, jobs, events, shutdown, 
             continue
         if stop.is_set():  # taken while shutting down: leave it queued for the next start
             break
+        together = path if isinstance(path, list) else [path]
+        path, others = together[0], together[1:]
+        for other in others:
+            companions.put(other)
+        torch.set_num_threads(max(1, threads // len(together)))
         events.put(("start", index, path))
         status = train_run(path, data_dir=data_dir, stop_event=stop, executor=f"local-{os.getpid()}")
         events.put(("end", index, path, status))
+        torch.set_num_threads(threads)
+        while others and any(_live(p) for p in others) and not stop.is_set():
+            time.sleep(0.5)
 
 
 class LocalPool(Executor):
@@ -134,19 +160,24 @@ class LocalPool(Executor):
         # On the CPU the workers share the cores (unless OMP_NUM_THREADS says); a GPU worker needs few.
         self.threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or (
             max(1, _cores() // n) if self.devices == ["cpu"] else 1)
-        self.procs: list = [None] * n
+        # Where a device trains one run at a time, one more worker per device trains the second run of
+        # a pair asked for together (submit_together), each with half the threads; otherwise idle.
+        self.companion_jobs = ctx.Queue()
+        self.companions = len(self.devices) if self.per_device == 1 else 0
+        self.workers = n
+        self.procs: list = [None] * (n + self.companions)
         self.current: dict[int, str] = {}
         self.ready: set[int] = set()
         self._closing = False
         self._lock = threading.Lock()
-        for i in range(n):
+        for i in range(len(self.procs)):
             self.procs[i] = self._spawn(i)
         self._monitor = threading.Thread(target=self._watch, daemon=True, name="lenet-pool-monitor")
         self._monitor.start()
 
     @property
     def slots(self) -> int:
-        return len(self.procs)
+        return self.workers
 
     def describe(self) -> str:
         where = "CPU" if self.devices == ["cpu"] else f"{len(self.devices)} GPU{'s' * (len(self.devices) > 1)}"
@@ -154,14 +185,25 @@ class LocalPool(Executor):
 
     def _spawn(self, i: int):
         device = self.devices[i % len(self.devices)]
-        p = self._ctx.Process(target=_worker_main, name=f"lenet-worker-{i}", daemon=True,
-                              args=(i, device, self.threads, self.jobs, self.events, self.shutdown_event,
-                                    os.getpid(), self.data_dir))
+        companion = i >= self.workers
+        p = self._ctx.Process(target=_worker_main, name=f"lenet-{'companion' if companion else 'worker'}-{i}",
+                              daemon=True, args=(i, device, max(1, self.threads // 2) if companion else self.threads,
+                                                 self.companion_jobs if companion else self.jobs, self.events,
+                                                 self.shutdown_event, os.getpid(), self.data_dir,
+                                                 None if companion else self.companion_jobs))
         p.start()
         return p
 
     def submit(self, run: Run) -> None:
         self.jobs.put(str(run.path))
+
+    def submit_together(self, runs: list[Run]) -> None:
+        """A pair starts together, in one place in the queue; more than a pair, the rest after it."""
+        if not self.companions or len(runs) < 2:
+            return super().submit_together(runs)
+        self.jobs.put([str(runs[0].path), str(runs[1].path)])
+        for run in runs[2:]:
+            self.submit(run)
 
     def _drain_events(self) -> None:
         while True:
