@@ -53,8 +53,8 @@ if entry is not None and not entry.is_digits:
 
 if img is None:
     with middle:
-        st.info("Draw a digit on the black canvas with your mouse (or finger): the prediction appears "
-                "here as soon as you lift the pen.", icon=":material/draw:")
+        st.info(f"Draw {'a digit' if entry is None or entry.is_digits else 'a garment'} on the black canvas with your "
+                "mouse (or finger): the prediction appears here as soon as you lift the pen.", icon=":material/draw:")
 elif entry is not None:  # (without a model, model_picker has said so)
     acts, probs = maps.forward(entry.model, image_to_tensor(img))
     p = probs[0]
