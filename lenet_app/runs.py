@@ -137,7 +137,8 @@ def add_upload(ckpt: Checkpoint, filename: str) -> Run:
     _check_room(who)
     # Named for what it is, as runs trained here are: a file's name is often the download's own
     # ("lenet-classic6epochs(stopped)"). Its status reads "uploaded".
-    name = unique_name(f"{describe(ckpt.config)} · {len(ckpt.epochs)} epochs", (i.name for i in my_runs(who)))
+    trained = f" · {len(ckpt.epochs)} epoch{'s' * (len(ckpt.epochs) != 1)}" if ckpt.epochs else ""
+    name = unique_name(describe(ckpt.config) + trained, (i.name for i in my_runs(who)))
     run = from_checkpoint(ckpt, runs_root(), name=name, owner=who, owner_name=session.display_name(who))
     _give_colour(run, my_runs(who))
     return run

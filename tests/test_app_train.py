@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from lenet_app import runs as app_runs
 from lenet_app import server
 from lenet_core.model import ModelConfig
 from lenet_core.runs import Run, list_runs
@@ -208,5 +209,7 @@ def test_uploads_are_checked_and_kept_as_runs_of_this_browser(runs_root, monkeyp
     kind, message = uploads.accept(good, "mine.pt")
     assert kind == "ok" and "50.0% test accuracy" in message
     (info,) = list_runs(runs_root)
-    assert info.name == "mine (uploaded)" and info.owner == "browser-a-owner" and info.status == "finished"
+    # Named for what it is (not the file's name), and marked as uploaded rather than "finished" here.
+    assert info.name == "classic · mnist" and info.owner == "browser-a-owner" and info.status == "finished"
+    assert app_runs.status_label(info) == "uploaded"
     assert Run(info.path).load_checkpoint().config == config
