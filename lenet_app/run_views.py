@@ -55,7 +55,8 @@ def panel(info: RunInfo) -> None:
     elif info.status in ("diverged", "failed", "interrupted"):
         st.error(info.message, icon=":material/error:")
     elif info.status == "stopped":
-        st.info(info.message, icon=":material/stop_circle:")
+        by = runs.stopped_by_lecturer(info)
+        st.info(f"**{by}** {info.message}" if by else info.message, icon=":material/stop_circle:")
     live_panel.show(info, serving())
     # A toggle, not an expander: an expander's content is drawn (and redrawn) even while closed.
     if st.toggle("Epoch by epoch: watch the filters and maps form", key="train.scrubber", persist_state="session",

@@ -90,12 +90,12 @@ def test_a_layer_too_wide_is_refused_under_its_box(runs_root):
 
 def test_a_preset_is_an_action_and_the_page_says_which_it_matches(runs_root):
     at = train_page()
-    assert any("Matches **classic**" in c.value for c in at.caption)
+    assert any("Your next run: **classic**," in c.value for c in at.caption)
     next(b for b in at.button if b.label == "modern").click().run()
     assert widget_by_label(at, "Activation").value == "relu" and widget_by_label(at, "Pooling").value == "max"
-    assert any("Matches **modern**" in c.value for c in at.caption)
+    assert any("Your next run: **modern**," in c.value for c in at.caption)
     widget_by_label(at, "Kernel size").set_value(3).run()
-    assert any("Custom: **modern** with another kernel size" in c.value for c in at.caption)
+    assert any("Your next run: **modern** with another kernel size" in c.value for c in at.caption)
 
 
 def test_a_lecture_scenario_sets_every_control_in_one_click(runs_root):

@@ -28,10 +28,22 @@ def room():
     st.caption(f"{len(infos)} run{'s' * (len(infos) != 1)} by {students} student{'s' * (students != 1)}; "
                f"{live} waiting or training. "
                "Click a column's name to sort it.")
+    # The run's name gets the room: at 1024 pixels it was cut off while other columns had space.
     st.dataframe(classroom.rows(infos), hide_index=True, key="class.table",
-                 column_order=("student", "run", "activation", "status", "live", "epochs", "accuracy"),
-                 column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
-                                "live": st.column_config.CheckboxColumn()})
+                 column_order=("student", "run", "status", "progress", "epochs", "validation", "test"),
+                 column_config={
+                     "student": st.column_config.TextColumn(width="medium"),
+                     "run": st.column_config.TextColumn(width="large"),
+                     "status": st.column_config.TextColumn(width="small"),
+                     "progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent",
+                                                                 width="small"),
+                     "epochs": st.column_config.TextColumn(width="small"),
+                     "validation": st.column_config.NumberColumn(
+                         "val. acc.", format="percent", width="small",
+                         help="Validation accuracy of the run's latest epoch: there while it trains."),
+                     "test": st.column_config.NumberColumn(
+                         "test acc.", format="percent", width="small",
+                         help="Test accuracy, once the run has ended (after at least one epoch).")})
     live_ones = {i.id: i for i in infos if i.live}
     who = classroom.names(infos)
     chosen = st.multiselect("Runs to stop", list(live_ones), key="class.stop",
@@ -48,9 +60,12 @@ def room():
                          persist_state="session")
     board = classroom.leaderboard(infos, setting, value)
     if board:
-        st.dataframe(board, hide_index=True, column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+        st.dataframe(board, hide_index=True, column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
+                                                            "run": st.column_config.TextColumn(width="large")})
     else:
         st.caption("No finished run matches yet.")
+    st.caption("Runs trained on this server only: an uploaded checkpoint (status *uploaded*) is listed above but "
+               "does not compete.")
 
 
 room()
