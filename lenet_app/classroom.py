@@ -48,8 +48,13 @@ def rows(infos: list[RunInfo]) -> list[dict]:
     return [{"student": who[i.owner], "run": i.name, "what": describe(i.config), "activation": i.config.model.activation,
              "status": status_label(i), "live": i.live, "progress": progress(i),
              "epochs": f"{i.epochs_done} of {i.config.epochs}",
-             "validation": _latest_val_acc(str(i.path), i.epochs_done) if i.epochs_done else None,
-             "test": i.test_accuracy if i.epochs_done and not i.live else None, "id": i.id} for i in infos]
+             "validation": percent(_latest_val_acc(str(i.path), i.epochs_done) if i.epochs_done else None),
+             "test": percent(i.test_accuracy if i.epochs_done and not i.live else None), "id": i.id} for i in infos]
+
+
+def percent(fraction: float | None) -> str:
+    """"84.0%", or "–" where there is none yet (the grid shows a missing number as "None")."""
+    return "–" if fraction is None else f"{fraction:.1%}"
 
 
 def leaderboard(infos: list[RunInfo], setting: str, value: str, top: int = 10) -> list[dict]:
@@ -65,5 +70,5 @@ def leaderboard(infos: list[RunInfo], setting: str, value: str, top: int = 10) -
         if i.owner not in best or i.test_accuracy > best[i.owner].test_accuracy:
             best[i.owner] = i
     ranked = sorted(best.values(), key=lambda i: i.test_accuracy, reverse=True)[:top]
-    return [{"rank": n, "student": who[i.owner], "accuracy": i.test_accuracy, "run": i.name}
+    return [{"rank": n, "student": who[i.owner], "accuracy": round(100 * i.test_accuracy, 1), "run": i.name}
             for n, i in enumerate(ranked, 1)]

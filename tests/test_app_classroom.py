@@ -1,6 +1,5 @@
 """The room: the lecturer's Class page (off without a token, behind it with one), student names
 picked once and kept, every run listed, a leaderboard, and a stop for any run."""
-import math
 from pathlib import Path
 
 import pytest
@@ -75,7 +74,7 @@ def test_names_are_picked_once_and_the_lecturer_sees_every_run_ranks_them_and_st
     at.selectbox(key="class.value.activation").set_value("sigmoid").run()
     board = at.dataframe[1].value
     assert list(board["student"])[:2] == ["Ada", "student " + owner_of("bob-browser")[:4]]
-    assert list(board["accuracy"]) == [0.74, 0.72]  # bob's best with sigmoid, not his modern run
+    assert list(board["accuracy"]) == [74.0, 72.0]  # bob's best with sigmoid, not his modern run
     at.selectbox(key="class.value.activation").set_value("any").run()
     assert list(at.dataframe[1].value["run"])[0] == "bob modern"
 
@@ -131,8 +130,8 @@ def test_the_class_table_shows_progress_and_validation_of_runs_in_progress_and_u
     at.text_input[0].set_value("s3cret-token")
     at.button[0].click().run()
     table = at.dataframe[0].value.set_index("run")
-    assert table.loc["ada half way", "progress"] == 0.5 and table.loc["ada half way", "validation"] == 0.65
-    assert table.loc["ada half way", "status"] == "training" and math.isnan(table.loc["ada half way", "test"])
+    assert table.loc["ada half way", "progress"] == 0.5 and table.loc["ada half way", "validation"] == "65.0%"
+    assert table.loc["ada half way", "status"] == "training" and table.loc["ada half way", "test"] == "–"
     assert table.loc["bob's upload", "status"] == "uploaded"
     board = at.dataframe[1].value
     assert list(board["run"]) == ["bob classic"]  # the 99% upload is not on the leaderboard

@@ -32,17 +32,17 @@ def room():
     st.dataframe(classroom.rows(infos), hide_index=True, key="class.table",
                  column_order=("student", "run", "status", "progress", "epochs", "validation", "test"),
                  column_config={
-                     "student": st.column_config.TextColumn(width="medium"),
-                     "run": st.column_config.TextColumn(width="large"),
-                     "status": st.column_config.TextColumn(width="small"),
+                     "student": st.column_config.TextColumn(width=130),
+                     "run": st.column_config.TextColumn(width=250),
+                     "status": st.column_config.TextColumn(width=75),
                      "progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent",
-                                                                 width="small"),
-                     "epochs": st.column_config.TextColumn(width="small"),
-                     "validation": st.column_config.NumberColumn(
-                         "val. acc.", format="percent", width="small",
+                                                                 width=90),
+                     "epochs": st.column_config.TextColumn(width=70),
+                     "validation": st.column_config.TextColumn(
+                         "val. acc.", width=75,
                          help="Validation accuracy of the run's latest epoch: there while it trains."),
-                     "test": st.column_config.NumberColumn(
-                         "test acc.", format="percent", width="small",
+                     "test": st.column_config.TextColumn(
+                         "test acc.", width=75,
                          help="Test accuracy, once the run has ended (after at least one epoch).")})
     live_ones = {i.id: i for i in infos if i.live}
     who = classroom.names(infos)
@@ -60,7 +60,7 @@ def room():
                          persist_state="session")
     board = classroom.leaderboard(infos, setting, value)
     if board:
-        st.dataframe(board, hide_index=True, column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
+        st.dataframe(board, hide_index=True, column_config={"accuracy": st.column_config.NumberColumn(format="%.1f%%"),
                                                             "run": st.column_config.TextColumn(width="large")})
     else:
         st.caption("No finished run matches yet.")
