@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from browser import screenshot, wait_for_app
+from browser import SCREENSHOT_DIR, screenshot, wait_for_app
 from lenet_app.runs import PALETTE
 from lenet_app.session import COOKIE, owner_of
 from lenet_core.model import preset
@@ -195,14 +195,17 @@ def test_train_with_eight_runs_overlaid_at_projector_widths(app_server, chromium
     for i, name in enumerate(names):
         write_run(runs_dir, token, name, TrainConfig(epochs=3 + i % 4), epochs=3 + i % 4, speed=0.6 + 0.35 * i, created=t0 + 60 * i, colour=i)
     for width in (1280, 1024):
-        context, page = browser_for(chromium, app_server.url, token, width=width, height=900)
+        context, page = browser_for(chromium, app_server.url, token, width=width, height=1300)
         try:
             open_train(page, app_server.url)
-            page.set_viewport_size({"width": width, "height": 3000})  # the whole page in the picture
             want = {(name, PALETTE[i]) for i, name in enumerate(names)}
+            page.get_by_text("Overlay", exact=True).scroll_into_view_if_needed()
             assert {(n, c) for n, c, _ in overlay_traces(page, want, timeout_s=20)} == want
-            page.wait_for_timeout(500)
-            screenshot(page, f"train-eight-runs-{width}")
+            # The table, the pills and the overlay: the page from "Your runs" down.
+            page.get_by_role("heading", name="Your runs").evaluate("el => el.scrollIntoView()")
+            page.wait_for_timeout(800)
+            SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT_DIR / f"train-eight-runs-{width}.png"))
         finally:
             context.close()
 
