@@ -15,7 +15,8 @@ endif
 
 .PHONY: setup app test bench
 
-setup: $(VENV)/.installed $(CHROMIUM)
+# The app needs the environment only; the browser is for the tests (`make test` adds it).
+setup: $(VENV)/.installed
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +37,7 @@ app: setup
 	$(BIN)/streamlit run app.py
 
 # Tests make their own data, so they get no LENET_DATA_DIR; screenshots land in artifacts/.
-test: setup
+test: setup $(CHROMIUM)
 	$(BIN)/python -m pytest -q tests
 
 # Every benchmark that runs here; the GPU ones run from benchmarks/gpu_check.sh on a GPU machine.

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import functools
 
-from lenet_core.runs import Run, RunInfo, describe, list_runs, runs_root
+from lenet_core.runs import Run, RunInfo, describe, list_runs, runs_root, unreadable_runs
 
 from . import session
-from .runs import is_upload, status_label
+from .runs import is_upload, problems_of, status_label
+
 
 ANY = "any"
 
@@ -72,3 +73,11 @@ def leaderboard(infos: list[RunInfo], setting: str, value: str, top: int = 10) -
     ranked = sorted(best.values(), key=lambda i: i.test_accuracy, reverse=True)[:top]
     return [{"rank": n, "student": who[i.owner], "accuracy": round(100 * i.test_accuracy, 1), "run": i.name}
             for n, i in enumerate(ranked, 1)]
+
+
+def damaged(infos: list[RunInfo]) -> list[str]:
+    """One line per ended run with damaged files, and per run folder that cannot be read at all."""
+    who = names(infos)
+    lines = [f"{who.get(i.owner, '')}: {i.name}: {'; '.join(problems)}" for i in infos
+             if not i.live and (problems := problems_of(i.path, deep=False))]
+    return lines + [f"{path.name}: {why.replace(str(path), '').strip()}" for path, why in unreadable_runs(runs_root(), infos)]

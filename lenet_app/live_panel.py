@@ -98,7 +98,10 @@ def progress_text(info: RunInfo) -> str:
         parts.append("paused")
     if info.device:
         parts.append(info.device)
-    return " · ".join(parts)
+    text = " · ".join(parts)
+    if info.live and info.message:  # what to know while it trains, e.g. that it sits at chance for now
+        text += f". {info.message}"
+    return text
 
 
 def themed(figure: dict, name: str) -> dict:

@@ -76,29 +76,38 @@ def shipped_models() -> dict[str, ModelEntry]:
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _run_model(path: str, modified: int) -> tuple | None:
-    """A run's model, loaded once per version of its checkpoint (`modified`): (model, dataset, classes)."""
+def _run_model(path: str, modified: int) -> tuple | str:
+    """A run's model, loaded once per version of its checkpoint (`modified`): (model, dataset, classes),
+    or why it cannot be opened."""
     try:
         ckpt = Run(path).load_checkpoint()
-    except (CheckpointError, OSError):
-        return None
+    except (CheckpointError, OSError) as e:
+        return str(e)
     return _read_only(ckpt.model), ckpt.dataset, ckpt.classes
 
 
-def run_models(who: str | None = None) -> list[ModelEntry]:
-    """This browser's runs with weights, then the command line's, newest first."""
+def _offered_runs(who: str) -> list:
+    return list_runs(runs_root(), owner=who)[:MAX_RUNS_OFFERED] + list_runs(runs_root(), owner=None)[:10]
+
+
+def run_models(who: str | None = None, unopened: list | None = None) -> list[ModelEntry]:
+    """This browser's runs with weights, then the command line's, newest first; those whose weights
+    cannot be opened go to `unopened` as (name, why)."""
     who = who or session.owner()
     entries = []
-    for info in list_runs(runs_root(), owner=who)[:MAX_RUNS_OFFERED] + list_runs(runs_root(), owner=None)[:10]:
+    for info in _offered_runs(who):
         ckpt = info.path / "checkpoint.pt"
         try:
             loaded = _run_model(str(info.path.resolve()), ckpt.stat().st_mtime_ns)
         except OSError:
+            continue  # no weights yet: a run in its first epoch
+        if isinstance(loaded, str):
+            if unopened is not None:
+                unopened.append((info.name, loaded.replace(f"{info.id}/", "")))
             continue
-        if loaded is not None:
-            model, dataset, classes = loaded
-            entries.append(ModelEntry(f"run:{info.id}", info.name, model, dataset, classes,
-                                      "run" if info.owner else "saved", info.final, path=info.path))
+        model, dataset, classes = loaded
+        entries.append(ModelEntry(f"run:{info.id}", info.name, model, dataset, classes,
+                                  "run" if info.owner else "saved", info.final, path=info.path))
     return entries
 
 
@@ -121,10 +130,16 @@ def _picked() -> None:
 
 
 def picker(label: str = "Model") -> ModelEntry | None:
-    """The shared model choice; it falls back to the default when its model has gone. The choice is
+    """The shared model choice; it falls back to the default when its model has gone. Runs whose
+    weights cannot be opened are named, with why, rather than left out without a word. The choice is
     this module's own session value, given to each page's picker before it is drawn: a widget's
     state is dropped on pages that do not draw it, and a value set for it there was lost."""
-    entries = available_models()
+    unopened = []
+    entries = list(shipped_models().values()) + run_models(unopened=unopened)
+    if unopened:
+        st.warning("Not offered, its weights cannot be opened: "
+                   + "; ".join(f"**{session.markdown_text(n)}** ({session.markdown_text(why)})" for n, why in unopened[:3])
+                   + (f"; and {len(unopened) - 3} more" if len(unopened) > 3 else ""), icon=":material/warning:")
     if not entries:
         st.warning("No model is available yet: train one on the Train page.")
         return None
@@ -138,4 +153,8 @@ def picker(label: str = "Model") -> ModelEntry | None:
     chosen = st.selectbox(label, keys, key=KEY, format_func=labels.get, on_change=_picked,
                           help="Shared by Draw, Activations and Evaluate: the shipped models, your runs, and runs "
                                "trained from the command line.")
-    return entries[keys.index(chosen)]
+    entry = entries[keys.index(chosen)]
+    if entry.source != "shipped" and entry.path is not None and (problems := runs.problems_of(entry.path)):
+        st.warning("Some of this run's files are damaged (its weights are sound): "
+                   + "; ".join(session.markdown_text(p) for p in problems), icon=":material/warning:")
+    return entry

@@ -57,11 +57,22 @@ def panel(info: RunInfo) -> None:
     elif info.status == "stopped":
         by = runs.stopped_by_lecturer(info)
         st.info(f"**{by}** {info.message}" if by else info.message, icon=":material/stop_circle:")
+    damage_notes(info)
     live_panel.show(info, serving())
     # A toggle, not an expander: an expander's content is drawn (and redrawn) even while closed.
     if st.toggle("Epoch by epoch: watch the filters and maps form", key="train.scrubber", persist_state="session",
                  help="Replays the conv layers' maps and filters of this run's probe images, epoch by epoch."):
         replay(info)
+
+
+def damage_notes(info: RunInfo) -> None:
+    """What in the run's folder is damaged (what could be read is shown), and what resuming mended."""
+    if problems := runs.problems_of(info.path):
+        st.warning("Some of this run's files are damaged; what could be read is shown.\n\n"
+                   + "\n".join(f"- {session.markdown_text(p)}" for p in problems), icon=":material/warning:")
+    if info.repaired:
+        st.info("Mended when it was last resumed:\n\n" + "\n".join(f"- {session.markdown_text(p)}"
+                                                                   for p in info.repaired), icon=":material/build:")
 
 
 def replay(info: RunInfo) -> None:

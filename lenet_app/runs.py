@@ -3,14 +3,17 @@ stop, rename, delete, download), and the table that compares them. Every action 
 folder; nothing about a run is kept in a session's memory."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import time
 import zlib
+from pathlib import Path
 
 from lenet_core.checkpoint import Checkpoint, atomic_write
-from lenet_core.runs import RESUMABLE, Run, RunInfo, continue_from, describe, from_checkpoint, list_runs, runs_root
+from lenet_core.runs import (RESUMABLE, DiskFullError, Run, RunInfo, continue_from, describe, disk_full_message,
+                             free_mb, from_checkpoint, list_runs, min_free_mb, queue, runs_root)
 from lenet_core.settings import declared
 from lenet_core.train import TrainConfig
 
@@ -28,7 +31,8 @@ class LimitError(Exception):
 def limits() -> dict[str, int]:
     """Per browser: runs waiting or training at once, and runs kept (LENET_MAX_LIVE_RUNS, LENET_MAX_RUNS)."""
     return {"live": int(os.environ.get("LENET_MAX_LIVE_RUNS") or 3),
-            "kept": int(os.environ.get("LENET_MAX_RUNS") or 50)}
+            "kept": int(os.environ.get("LENET_MAX_RUNS") or 50),
+            "queued": int(os.environ.get("LENET_MAX_QUEUED") or 60)}
 
 
 def my_runs(who: str | None = None) -> list[RunInfo]:
@@ -82,7 +86,13 @@ def _give_colour(run: Run, others: list[RunInfo]) -> None:
 
 
 def _check_room(who: str) -> None:
+    if free_mb(runs_root()) < min_free_mb():
+        raise LimitError(disk_full_message(runs_root()))
     mine, cap = my_runs(who), limits()
+    waiting = len(queue(runs_root()))
+    if waiting >= cap["queued"]:
+        raise LimitError(f"The server has {waiting} runs waiting for a worker, the most it queues "
+                         f"({cap['queued']}). Try again when some have trained.")
     live = sum(i.live for i in mine)
     if live >= cap["live"]:
         raise LimitError(f"You have {live} runs waiting or training, the most this server allows at once "
@@ -100,9 +110,12 @@ def create(config: TrainConfig, source: RunInfo | None = None, name: str | None 
     mine = my_runs(who)
     owner = {"owner": who, "owner_name": session.display_name(who),
              "name": unique_name(name or describe(config), (i.name for i in mine))}
-    run = (continue_from(Run(source.path), config, runs_root(), **owner) if source is not None
-           else Run.create(config, runs_root(), **owner))
-    _give_colour(run, mine)
+    try:
+        run = (continue_from(Run(source.path), config, runs_root(), **owner) if source is not None
+               else Run.create(config, runs_root(), **owner))
+        _give_colour(run, mine)
+    except OSError as e:  # the disk filled as the folder was written: nothing is left behind
+        raise LimitError(str(e) if isinstance(e, DiskFullError) else f"The run could not be saved: {e.strerror or e}")
     return run
 
 
@@ -139,8 +152,11 @@ def add_upload(ckpt: Checkpoint, filename: str) -> Run:
     # ("lenet-classic6epochs(stopped)"). Its status reads "uploaded".
     trained = f" · {len(ckpt.epochs)} epoch{'s' * (len(ckpt.epochs) != 1)}" if ckpt.epochs else ""
     name = unique_name(describe(ckpt.config) + trained, (i.name for i in my_runs(who)))
-    run = from_checkpoint(ckpt, runs_root(), name=name, owner=who, owner_name=session.display_name(who))
-    _give_colour(run, my_runs(who))
+    try:
+        run = from_checkpoint(ckpt, runs_root(), name=name, owner=who, owner_name=session.display_name(who))
+        _give_colour(run, my_runs(who))
+    except OSError as e:
+        raise LimitError(str(e) if isinstance(e, DiskFullError) else f"It could not be saved: {e.strerror or e}")
     return run
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import re
 import secrets
 import threading
@@ -31,6 +32,7 @@ RUN_ID = re.compile(r"[\w.-]{1,120}")
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 LIVE_URL = "lenet/runs/{run_id}/live"
 PLOTLY_URL = "lenet/plotly.min.js"
+HEALTH_URL = "lenet/health"
 
 _executor: Executor | None = None
 _lock = threading.Lock()
@@ -108,9 +110,17 @@ async def live(request: Request) -> Response:
     return Response(payload, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
+async def health(request: Request) -> Response:
+    """The pool as a health check sees it: workers alive, runs training and waiting, free disk;
+    503 when no run could train now (no worker alive, or the disk is full)."""
+    report = await run_in_threadpool(lambda: executor().health())
+    return Response(json.dumps(report), status_code=200 if report["ok"] else 503, media_type="application/json",
+                    headers={"Cache-Control": "no-store"})
+
+
 async def plotly_js(request: Request) -> Response:
     return FileResponse(PLOTLY_JS, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
 
 
 def routes() -> list[Route]:
-    return [Route("/" + LIVE_URL, live), Route("/" + PLOTLY_URL, plotly_js)]
+    return [Route("/" + LIVE_URL, live), Route("/" + PLOTLY_URL, plotly_js), Route("/" + HEALTH_URL, health)]

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import time
 
 import streamlit as st
 
@@ -72,8 +73,23 @@ def markdown_text(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", html.escape(str(text), quote=False))
 
 
+TOKEN_MIN = 16          # characters: a lecturer token a room of students cannot guess in a lecture
+SIGN_IN_DELAY_MAX = 8.0  # seconds: each wrong token in a session doubles the wait before the next answer
+
+
+def lecturer_token_problem() -> str:
+    """Why LENET_LECTURER_TOKEN cannot be used ("" when it can, or is not set)."""
+    token = os.environ.get("LENET_LECTURER_TOKEN") or ""
+    if token and len(token) < TOKEN_MIN:
+        return (f"LENET_LECTURER_TOKEN is {len(token)} characters; a lecturer token needs at least {TOKEN_MIN}, or "
+                "a room could guess it. Make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(24))'")
+    return ""
+
+
 def lecturer_token() -> str | None:
-    return os.environ.get("LENET_LECTURER_TOKEN") or None
+    """The lecturer's token, when one is set and long enough (the server refuses to start otherwise)."""
+    token = os.environ.get("LENET_LECTURER_TOKEN") or None
+    return None if lecturer_token_problem() else token
 
 
 def is_lecturer() -> bool:
@@ -81,8 +97,13 @@ def is_lecturer() -> bool:
 
 
 def sign_in(token: str) -> bool:
-    """The lecturer's token, compared in constant time; remembered for this session."""
+    """The lecturer's token, compared in constant time; remembered for this session. Each wrong
+    try in a session makes the next answer wait twice as long (up to SIGN_IN_DELAY_MAX)."""
+    failures = st.session_state.get("lenet_lecturer_failures", 0)
+    if failures:
+        time.sleep(min(SIGN_IN_DELAY_MAX, 0.25 * 2 ** failures))
     expected = lecturer_token()
     ok = bool(expected) and hmac.compare_digest(str(token).encode(), expected.encode())
     st.session_state["lenet_lecturer"] = ok
+    st.session_state["lenet_lecturer_failures"] = 0 if ok else failures + 1
     return ok

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lenet_core.checkpoint import CheckpointError, load_checkpoint
+from lenet_core.checkpoint import UPLOAD_MAX_MB, UPLOAD_MAX_BYTES, CheckpointError, load_checkpoint
 
 from . import runs
 from .session import markdown_text
 from .datasets import DATASET_LABELS
 
-MAX_UPLOAD_MB = 50
 
 
 def _uploader_key() -> str:
@@ -21,7 +20,7 @@ def _uploader_key() -> str:
 def accept(data: bytes, filename: str) -> tuple[str, str]:
     """Keep an uploaded checkpoint as a run of this browser, or say why not: ("ok" | "error", message)."""
     try:
-        ckpt = load_checkpoint(data, name=filename)
+        ckpt = load_checkpoint(data, name=filename, limit=UPLOAD_MAX_BYTES)
         runs.add_upload(ckpt, filename)
     except (CheckpointError, runs.LimitError) as e:
         return "error", f"**{markdown_text(filename)}** was not loaded: {markdown_text(e)}"
@@ -40,8 +39,8 @@ def _received() -> None:
 
 def upload_box() -> None:
     st.file_uploader("Upload a checkpoint", type=["pt"], key=_uploader_key(), on_change=_received,
-                     max_upload_size=MAX_UPLOAD_MB,
+                     max_upload_size=UPLOAD_MAX_MB,
                      help="A .pt file downloaded from this page (or written by `lenet train`), at most "
-                          f"{MAX_UPLOAD_MB} MB.")
+                          f"{UPLOAD_MAX_BYTES:,} bytes.")
     if result := st.session_state.get("train.upload_result"):
         (st.error if result[0] == "error" else st.success)(result[1])

@@ -28,6 +28,11 @@ from .train import EpochMetrics, TrainConfig, TrainState
 FORMAT = "lenet-lab/checkpoint"
 VERSION = 2  # 1: before run folders; 2 adds the training state a run carries on from
 MAX_BYTES = 64 << 20  # the largest network allowed (5 million parameters) with Adam's state is under 64 MB
+# An upload is a downloaded checkpoint (weights and history, no optimizer state): one limit for the
+# browser, the server and the loader. Streamlit's browser side counts a MB as 1,000,000 bytes, its
+# server as 2**20, so the loader holds uploads to the browser's count (.streamlit/config.toml says 50).
+UPLOAD_MAX_MB = 50
+UPLOAD_MAX_BYTES = UPLOAD_MAX_MB * 1_000_000
 MAX_EPOCH_ROWS, MAX_STEP_ROWS = 10_000, 2_000_000  # 200 epochs at batch 8 take 1.5 million steps
 FINAL_NUMBERS = {"test_accuracy": (0, 1), "test_loss": (0, math.inf), "train_time_s": (0, math.inf),
                  "samples_per_s": (0, math.inf), "epochs": (0, math.inf)}
@@ -123,40 +128,71 @@ def _why_unreadable(source, error: Exception) -> str:
     return "it is not a file written by torch.save (LeNet Lab checkpoints are .pt files saved by the app or the CLI)"
 
 
-def _read(source, name: str) -> dict:
-    """The file's payload, read with weights_only=True, after a size check."""
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"  # as the browser's uploader counts them
+
+
+def _check_inflated_size(source: io.BytesIO, name: str, limit: int) -> None:
+    """torch.save writes a zip; its members' declared sizes are checked before anything is inflated,
+    so a small file that would inflate to gigabytes (a zip bomb) costs no memory. A member that
+    inflates past its declared size fails the zip reader's own check."""
+    try:
+        with zipfile.ZipFile(source) as z:
+            members = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return  # not a zip (an old-style torch file, or damage): torch.load reads or refuses it
+    finally:
+        source.seek(0)
+    declared = sum(m.file_size for m in members)
+    if len(members) > 100_000 or declared > limit:
+        raise CheckpointError(f"{name} would inflate to {_mb(declared)} in {len(members):,} parts; "
+                              f"a LeNet Lab file is at most {_mb(limit)}, so it was not opened")
+
+
+def safe_torch_load(source, name: str, *, limit: int | None = None, kind: str = "checkpoint"):
+    """The payload of a torch file from a path, bytes or a binary file, bounded before it costs
+    memory (its size on disk, then what it would inflate to) and read with weights_only=True, so
+    nothing in it can run code. CheckpointError, in words, for anything else."""
+    limit = MAX_BYTES if limit is None else limit
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
-            raise CheckpointError(f"{name} is a folder, not a checkpoint file")
+            raise CheckpointError(f"{name} is a folder, not a {kind} file")
         try:
             size = path.stat().st_size
         except FileNotFoundError:
             raise CheckpointError(f"{name}: no such file") from None
-        if size > MAX_BYTES:
-            raise CheckpointError(f"{name} is {size / 2**20:.0f} MB; a LeNet Lab checkpoint is at most "
-                                  f"{MAX_BYTES >> 20} MB")
+        if size > limit:
+            raise CheckpointError(f"{name} is {_mb(size)}; a LeNet Lab {kind} is at most {_mb(limit)}")
         source = io.BytesIO(path.read_bytes())
     elif isinstance(source, (bytes, bytearray, memoryview)):
-        if len(source) > MAX_BYTES:
-            raise CheckpointError(f"{name} is {len(source) / 2**20:.0f} MB; a LeNet Lab checkpoint is at most "
-                                  f"{MAX_BYTES >> 20} MB")
+        if len(source) > limit:
+            raise CheckpointError(f"{name} is {_mb(len(source))}; a LeNet Lab {kind} is at most {_mb(limit)}")
         source = io.BytesIO(bytes(source))
+    _check_inflated_size(source, name, limit)
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
             warnings.simplefilter("ignore", UserWarning)
-            payload = torch.load(source, map_location="cpu", weights_only=True)
+            return torch.load(source, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, TypeError,
-            AttributeError, ImportError, KeyError, IndexError, OSError) as e:
-        raise CheckpointError(f"{name} is not a LeNet Lab checkpoint: {_why_unreadable(source, e)}") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{name} is not a LeNet Lab checkpoint (it is a torch file of another kind)")
-    version = payload.get("version", 0)
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise CheckpointError(f"{name} is damaged: its format version is {version!r:.40}")
-    if version > VERSION:
-        raise CheckpointError(f"{name} was written by a newer LeNet Lab (format {version}); update the app")
+            AttributeError, ImportError, KeyError, IndexError, OSError, MemoryError) as e:
+        raise CheckpointError(f"{name} is not a LeNet Lab {kind}: {_why_unreadable(source, e)}") from None
+
+
+def check_format(payload, name: str, format_name: str, version: int, kind: str = "checkpoint") -> dict:
+    """The payload as a mapping of LeNet Lab's `format_name`, of a version this one reads."""
+    if not isinstance(payload, dict) or payload.get("format") != format_name:
+        raise CheckpointError(f"{name} is not a LeNet Lab {kind} (it is a torch file of another kind)")
+    found = payload.get("version", 0)
+    if not isinstance(found, int) or isinstance(found, bool) or found < 1:
+        raise CheckpointError(f"{name} is damaged: its format version is {found!r:.40}")
+    if found > version:
+        raise CheckpointError(f"{name} was written by a newer LeNet Lab ({kind} format {found}); update the app")
     return payload
+
+
+def _read(source, name: str, limit: int | None = None) -> dict:
+    return check_format(safe_torch_load(source, name, limit=limit), name, FORMAT, VERSION)
 
 
 class _Damaged(Exception):
@@ -239,11 +275,12 @@ def _training(d) -> TrainState | None:
     return state
 
 
-def load_checkpoint(source, name: str | None = None) -> Checkpoint:
-    """A checkpoint from a path, bytes or a binary file object, checked field by field;
-    CheckpointError (with the reason, in words) for anything that is not a sound one."""
+def load_checkpoint(source, name: str | None = None, limit: int | None = None) -> Checkpoint:
+    """A checkpoint from a path, bytes or a binary file object (at most `limit` bytes, MAX_BYTES by
+    default), checked field by field; CheckpointError (with the reason, in words) for anything that
+    is not a sound one."""
     name = name or (str(source) if isinstance(source, (str, os.PathLike)) else "the uploaded file")
-    payload = _read(source, name)
+    payload = _read(source, name, limit)
     try:
         config = TrainConfig.from_dict(payload.get("config"))
         config.validate()  # bounds first: nothing is built for settings this app would refuse

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .model import PRESETS, ModelConfig, preset
 from .settings import ConfigError, declared, flag
-from .train import Callback, TrainConfig
+from .train import Callback, TrainConfig, plateau_note
 
 EXIT_USAGE = 2
 RUN_FILES = ("config.json", "run.json", "status.json", "control.json", "claim.json", "steps.csv", "epochs.jsonl",
@@ -83,6 +83,7 @@ class ConsoleProgress(Callback):
 
     def on_fit_start(self, trainer, state):
         self.total, self.first, self.t0 = trainer.total_steps, state.step, time.perf_counter()
+        self.epochs = []
 
     def on_steps(self, first_step, losses, epoch):
         now, step = time.perf_counter(), first_step + len(losses) - 1
@@ -100,6 +101,9 @@ class ConsoleProgress(Callback):
         if self.interactive:
             self.stream.write("\r" + " " * 80 + "\r")
         print_epoch(m)
+        self.epochs.append(m)
+        if note := plateau_note(self.epochs, model.config.num_classes):
+            print(f"          {note}", flush=True)
 
 
 def print_epoch(m) -> None:
@@ -196,6 +200,8 @@ def train_folder(run, args) -> int:
                        executor="cli") == "busy":
             raise UsageError(f"{run.path} is being trained by another process right now")
     info = run.info()
+    if info.status == "failed":  # e.g. a disk that filled: one line, and no "saved" that would not be true
+        raise UsageError(info.message)
     print(info.message)
     print(f"saved run to {run.path}")
     if info.test_accuracy is not None:
@@ -234,15 +240,26 @@ def cmd_resume(args):
     info = run.info()
     if info.status not in RESUMABLE:
         raise UsageError(f"{args.run_dir} is {info.status}; only a stopped, interrupted or failed run can be resumed")
-    print(f"resuming {info.name} from epoch {info.epochs_done} of {info.config.epochs}", flush=True)
+    if args.from_scratch:
+        run.restart()
+        print(f"training {info.name} again from the start ({info.config.epochs} epochs)", flush=True)
+        return train_folder(run, args)
+    for line in run.check():  # what resuming will leave out or mend, before it does
+        print(f"note: {line}", file=sys.stderr, flush=True)
+    ckpt = run.resume_point()  # lost or damaged weights: one line saying what to do, nothing changed
+    done = ckpt.training.epoch if ckpt is not None and ckpt.training else len(ckpt.epochs) if ckpt else 0
+    print(f"resuming {info.name} from epoch {done} of {info.config.epochs}", flush=True)
     run.requeue()
     return train_folder(run, args)
 
 
 def cmd_runs(args):
-    from .runs import list_runs, runs_root
+    from .runs import list_runs, runs_root, unreadable_runs
 
-    infos = list_runs(args.root or runs_root())
+    root = Path(args.root or runs_root())
+    infos = list_runs(root)
+    for _, why in unreadable_runs(root, infos):  # a run this version cannot read: said, not hidden
+        print(f"note: skipped {why}", file=sys.stderr)
     for i in infos:
         acc = f"{i.test_accuracy:.4f}" if i.test_accuracy is not None else "-"
         print(f"{i.path}  {i.status:<11} {i.epochs_done:>3}/{i.config.epochs:<3} acc {acc:<6}  {i.name}")
@@ -303,6 +320,8 @@ def build_parser() -> Parser:
 
     r = sub.add_parser("resume", help="carry a stopped or interrupted run on to its planned epochs")
     r.add_argument("run_dir", metavar="RUN_DIR")
+    r.add_argument("--from-scratch", action="store_true",
+                   help="train it again from its first step, with its settings (when its weights are lost)")
     _executor_flags(r)
     r.set_defaults(func=cmd_resume)
 
@@ -337,4 +356,6 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
+    except OSError as e:  # a disk that is full or gone: what happened, not a traceback
+        print(f"error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
     return EXIT_USAGE

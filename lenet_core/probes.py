@@ -53,14 +53,11 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
-import warnings
-import zipfile
 from pathlib import Path
 
 import torch
 
-from .checkpoint import atomic_write
+from .checkpoint import CheckpointError, atomic_write, check_format, safe_torch_load
 from .data import ImageData
 from .diagnostics import one_thread
 from .model import LeNet, ModelConfig
@@ -280,27 +277,35 @@ class ProbeRecorder:
         return rec
 
 
+MAX_FILE_BYTES = 2 * DEFAULT_BUDGET_BYTES  # the budget's frames and the probe images, with room to spare
+
+
 def load_probes(path: str | os.PathLike) -> dict:
-    """Read a probes.pt (weights_only: no code in the file can run). Raises FileNotFoundError
-    for a missing file and ValueError for anything that is not a probes file this version reads."""
+    """Read a probes.pt (weights_only: no code in the file can run; bounded before it is inflated).
+    Raises FileNotFoundError for a missing file and ValueError, saying what is wrong, for anything
+    that is not a sound probes file this version reads."""
+    if not Path(path).exists():
+        raise FileNotFoundError(path)
     try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
-            warnings.simplefilter("ignore", UserWarning)
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, TypeError,
-            AttributeError, ImportError, KeyError, IndexError, OSError) as e:
-        raise ValueError(f"{path} is not a probes file: torch.load(weights_only=True) refused it "
-                         f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        what = payload.get("format", "no format name") if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"{path} is not a probes file (it holds {what!r}, not {FORMAT!r})")
-    if payload.get("version", 0) > VERSION:
-        raise ValueError(f"{path} was written by a newer LeNet Lab (probes format {payload['version']}); "
-                         "update the app")
+        payload = check_format(safe_torch_load(path, str(path), limit=MAX_FILE_BYTES, kind="probes file"),
+                               str(path), FORMAT, VERSION, kind="probes file")
+    except CheckpointError as e:
+        raise ValueError(str(e)) from None
     missing = [k for k in ("epochs", "images", "labels", "layers", "filters", "channels", "model")
-               if k not in payload] + [n for n in payload.get("layers", []) if n not in payload]
+               if k not in payload]
     if missing:
         raise ValueError(f"{path} is a damaged probes file: it lacks {', '.join(map(str, missing))}")
+    layers, epochs = payload["layers"], payload["epochs"]
+    sound = (isinstance(layers, list) and all(isinstance(n, str) and isinstance(payload.get(n), torch.Tensor)
+                                              for n in layers)
+             and isinstance(epochs, list) and all(isinstance(e, int) and not isinstance(e, bool) for e in epochs)
+             and isinstance(payload["images"], torch.Tensor) and isinstance(payload["labels"], torch.Tensor)
+             and len(payload["images"]) == len(payload["labels"])
+             and isinstance(payload["filters"], dict) and isinstance(payload["channels"], dict)
+             and isinstance(payload["model"], dict)
+             and all(len(payload[n]) == len(epochs) for n in layers)
+             and all(isinstance(payload["filters"].get(n), torch.Tensor) and len(payload["filters"][n]) == len(epochs)
+                     and isinstance(payload["channels"].get(n), dict) for n in layers))
+    if not sound:
+        raise ValueError(f"{path} is a damaged probes file: its frames are not the tensors a recording holds")
     return payload

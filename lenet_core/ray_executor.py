@@ -113,21 +113,11 @@ class RayExecutor(Executor):
                 try:
                     ray.get(ref)
                 except ray.exceptions.WorkerCrashedError:
-                    self._mark(path, "interrupted", "the Ray worker training it died")
+                    Run(path).mark_lost("the Ray worker training it died")
                 except ray.exceptions.RayTaskError as e:
-                    self._mark(path, "failed", f"it failed on Ray: {e.cause!r}"[:300])
+                    Run(path).mark_lost(f"it failed on Ray: {e.cause!r}"[:300], status="failed", reason="crashed")
                 except ray.exceptions.RayError as e:
-                    self._mark(path, "interrupted", f"Ray lost it ({type(e).__name__})")
-
-    @staticmethod
-    def _mark(path, status: str, why: str) -> None:
-        run = Run(path)
-        st = run.status()
-        if st.get("status") in ("running", "paused", "queued"):
-            done = st.get("epochs_done", 0)
-            run.set_status(status, f"{status.capitalize()}: {why} during epoch {done + 1}. Its last finished epoch "
-                                   f"({done}) is kept: Resume carries it on from there.", ended=time.time())
-            run.release()
+                    Run(path).mark_lost(f"Ray lost it ({type(e).__name__})")
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop what this executor still trains (each run saves itself as stopped), then leave Ray."""

@@ -30,8 +30,12 @@ class Probes(Callback):
             try:
                 self.recorder = ProbeRecorder.resume(path, model.config, state.epoch)
                 return
-            except (ValueError, OSError):
-                pass  # a damaged file: record afresh from here
+            except (ValueError, OSError, TypeError, KeyError, IndexError, RuntimeError) as e:
+                # A damaged recording is set aside, not lost, and a new one starts from here.
+                path.replace(path.with_name("probes.damaged.pt"))
+                self.run.set_status(self.run.info().status, None, repaired=[
+                    *self.run.info().repaired, f"probes.pt: {str(e).replace(str(path), '').strip(' :')[:200]}; "
+                                               f"kept as probes.damaged.pt, recording again from epoch {state.epoch}"])
         self.recorder = ProbeRecorder(model.config, images, labels)
         self.recorder.record(state.epoch, model)
         self.recorder.save(path)

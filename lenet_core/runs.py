@@ -17,9 +17,13 @@ Folders written before run folders existed (config.json, run.json, metrics.json,
 still load, as ended runs."""
 from __future__ import annotations
 
+import collections
+import errno
 import json
+import logging
 import os
 import secrets
+import shutil
 import socket
 import time
 from dataclasses import dataclass, field
@@ -29,10 +33,13 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from .run_files import (Problems, epoch_row, one_per_epoch, read_epochs, read_health, read_json,
+                        read_steps)
 from .model import PRESETS
 from .settings import ConfigError, declared
 from .train import EpochMetrics, TrainConfig
 
+log = logging.getLogger(__name__)
 FORMAT = "lenet-lab/run"
 STATUSES = ("queued", "running", "paused", "finished", "stopped", "diverged", "failed", "interrupted")
 LIVE = ("queued", "running", "paused")
@@ -40,6 +47,7 @@ RESUMABLE = ("stopped", "interrupted", "failed")
 HEARTBEAT_S = 5.0          # a training process rewrites status.json at least this often
 STALE_AFTER_S = 60.0       # a run on another machine silent this long is taken as interrupted
 CURVE_POINTS = 500         # the drawn loss curve's most points, whatever the run's length
+UPLOAD_STEP_ROWS = 5_000   # the most loss-per-step rows an uploaded checkpoint's run folder keeps
 
 
 def runs_root() -> Path:
@@ -52,24 +60,8 @@ def _write_json(path: Path, obj) -> None:
 
 
 def _read_json(path: Path, default=None):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return default
-
-
-def _read_jsonl(path: Path) -> list:
-    """The rows of a file appended one JSON line at a time, up to the first torn line (a crash mid-write)."""
-    rows = []
-    try:
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                break
-    except OSError:
-        pass
-    return rows
+    """A JSON file outside a Run's own reading (e.g. a claim), missing or damaged as `default`."""
+    return read_json(path, Problems(), default)
 
 
 def _process_start(pid: int) -> str | None:
@@ -101,6 +93,15 @@ def process_alive(proc: dict) -> bool | None:
         return False
     except PermissionError:
         return True
+
+
+NAME_MAX = 80
+
+
+def clean_name(text) -> str:
+    """A run's name as plain text, whoever wrote it: printable, one line, at most NAME_MAX characters."""
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in str(text)[:10 * NAME_MAX]).split())
+    return text[:NAME_MAX]
 
 
 def describe(config: TrainConfig) -> str:
@@ -182,6 +183,7 @@ class RunInfo:
     origin: dict = field(default_factory=dict)
     final: dict = field(default_factory=dict)
     legacy: bool = False
+    repaired: list = field(default_factory=list)   # what resuming found damaged and mended, one line each
 
     @property
     def id(self) -> str:
@@ -213,10 +215,12 @@ class RunInfo:
 
 
 class Run:
-    """One run folder. Cheap to make: nothing is read until asked for."""
+    """One run folder. Cheap to make: nothing is read until asked for. Every file is read through
+    run_files' tolerant readers: what is damaged is kept out and said in `problems` (file -> why)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self.problems = Problems()
 
     def __repr__(self):
         return f"Run({str(self.path)!r})"
@@ -241,14 +245,28 @@ class Run:
             root = Path(root) if root is not None else runs_root()
             path = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         run = cls(path)
-        run.path.mkdir(parents=True, exist_ok=True)
-        now = time.time()
-        _write_json(run.path / "config.json", config.to_dict())
-        _write_json(run.path / "run.json", {"format": FORMAT, "version": 2, "name": name or describe(config),
-                                            "owner": owner, "owner_name": owner_name, "created": now,
-                                            "origin": origin or {}})
-        run.set_status("queued", "Waiting for a free worker.", epochs_done=origin.get("epochs", 0) if origin else 0,
-                       steps_done=origin.get("steps", 0) if origin else 0)
+        if free_mb(run.path) < min_free_mb():
+            raise DiskFullError(errno.ENOSPC, disk_full_message(run.path))
+        existed = run.path.exists()
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+            now = time.time()
+            _write_json(run.path / "config.json", config.to_dict())
+            _write_json(run.path / "run.json", {"format": FORMAT, "version": 2,
+                                                "name": clean_name(name or "") or describe(config), "owner": owner,
+                                                "owner_name": owner_name, "created": now, "origin": origin or {}})
+            run.set_status("queued", "Waiting for a free worker.",
+                           epochs_done=origin.get("epochs", 0) if origin else 0,
+                           steps_done=origin.get("steps", 0) if origin else 0)
+        except OSError as e:  # a disk that fills as it is written: no half-made run is left behind
+            if not existed:
+                shutil.rmtree(run.path, ignore_errors=True)
+            else:
+                for name_ in ("config.json", "run.json", "status.json"):
+                    (run.path / name_).unlink(missing_ok=True)
+            if e.errno == errno.ENOSPC:
+                raise DiskFullError(errno.ENOSPC, disk_full_message(run.path)) from None
+            raise
         return run
 
     # -- reading ---------------------------------------------------------------------
@@ -256,19 +274,28 @@ class Run:
         return (self.path / "config.json").is_file()
 
     def config(self) -> TrainConfig:
-        d = _read_json(self.path / "config.json")
-        if d is None:
-            raise CheckpointError(f"{self.path} is not a run folder (no readable config.json)")
+        """The run's settings, from config.json, or from its checkpoint (which holds them too) where
+        config.json is damaged."""
+        d = read_json(self.path / "config.json", self.problems)
         try:
-            return TrainConfig.from_dict(d)
+            if d is not None:
+                return TrainConfig.from_dict(d)
         except ConfigError as e:
-            raise CheckpointError(f"{self.path}/config.json is damaged: {e}") from None
+            self.problems["config.json"] = f"damaged: {e}"
+        why = self.problems.get("config.json", "missing")
+        if self.has_checkpoint():
+            try:
+                return load_checkpoint(self.path / "checkpoint.pt", name="checkpoint.pt").config
+            except CheckpointError:
+                pass
+        raise CheckpointError(f"{self.path} is a run folder this version cannot read: its config.json is {why}, "
+                              "and it has no sound checkpoint.pt to take the settings from")
 
     def meta(self) -> dict:
-        return _read_json(self.path / "run.json", {}) or {}
+        return read_json(self.path / "run.json", self.problems, {})
 
     def status(self) -> dict:
-        return _read_json(self.path / "status.json", {}) or {}
+        return read_json(self.path / "status.json", self.problems, {})
 
     @property
     def legacy(self) -> bool:
@@ -285,17 +312,31 @@ class Run:
                            epochs_done=len(epochs), steps_done=int(self.steps()[0][-1]) if len(epochs) else 0,
                            legacy=True)
         st = self.status()
-        status, message = st.get("status", "failed"), st.get("message", "")
+        status, message = st.get("status"), st.get("message", "")
+        if status not in STATUSES:  # a damaged status.json: the run's files say the rest
+            status = "failed"
+            message = (f"Its status.json is {self.problems.get('status.json', 'missing')}. Resume carries it on "
+                       "from its last checkpoint.")
+            st = {k: v for k, v in st.items() if k in ("epochs_done", "steps_done", "total_steps")}
+        if not isinstance(message, str):
+            message = ""
         if status in ("running", "paused") and not self.trainer_alive(st):
             status = "interrupted"
-            message = (f"Interrupted: the process training it stopped during epoch {st.get('epochs_done', 0) + 1} "
-                       f"(killed, or its machine went away). Its last finished epoch "
-                       f"({st.get('epochs_done', 0)}) is kept: Resume carries it on from there.")
-        return RunInfo(self.path, meta.get("name") or self.path.name, config, status, message, st.get("reason", ""),
-                       meta.get("owner"), meta.get("owner_name", ""), meta.get("created", 0.0), st.get("started"),
-                       st.get("ended"), st.get("updated"), st.get("epochs_done", 0), st.get("steps_done", 0),
-                       st.get("total_steps", 0), st.get("samples_per_s"), st.get("train_seconds", 0.0),
-                       st.get("device", ""), meta.get("origin") or {}, st.get("final") or {})
+            message = _lost_message("interrupted", "the process training it stopped (killed, or its machine "
+                                                   "went away)", st.get("epochs_done", 0))
+        def get(d: dict, key: str, kind, default):  # a field of another type (another version, damage) reads as unset
+            value = d.get(key, default)
+            return value if isinstance(value, kind) and not isinstance(value, bool) else default
+
+        number = (int, float)
+        return RunInfo(self.path, clean_name(get(meta, "name", str, "")) or self.path.name, config, status, message[:2000],
+                       get(st, "reason", str, ""), get(meta, "owner", str, None), get(meta, "owner_name", str, ""),
+                       get(meta, "created", number, 0.0), get(st, "started", number, None),
+                       get(st, "ended", number, None), get(st, "updated", number, None), get(st, "epochs_done", int, 0),
+                       get(st, "steps_done", int, 0), get(st, "total_steps", int, 0),
+                       get(st, "samples_per_s", number, None), get(st, "train_seconds", number, 0.0),
+                       get(st, "device", str, ""), get(meta, "origin", dict, {}), get(st, "final", dict, {}),
+                       repaired=[str(r)[:300] for r in get(st, "repaired", list, [])][:20])
 
     def trainer_alive(self, status: dict | None = None) -> bool:
         """Whether a process is training this run now (its claim's process runs, or, on another
@@ -310,52 +351,101 @@ class Run:
         return alive
 
     def steps(self) -> tuple[np.ndarray, np.ndarray]:
-        """(step numbers, losses) of every step recorded, as arrays."""
+        """(step numbers, losses) of every step recorded, as arrays, each step once."""
         if self.legacy:
-            rows = (_read_json(self.path / "metrics.json", {}) or {}).get("steps", [])
-            table = np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+            rows = read_json(self.path / "metrics.json", self.problems, {}).get("steps", [])
+            try:
+                table = np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+            except (TypeError, ValueError):
+                self.problems["metrics.json"] = "its steps are not (step, loss) pairs"
+                table = np.zeros((0, 2))
             return table[:, 0].astype(np.int64), table[:, 1]
-        try:
-            table = np.loadtxt(self.path / "steps.csv", delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
-        except (OSError, ValueError):  # none yet, or a line cut short by a kill: read line by line
-            table = self._steps_tolerant()
-        table = table.reshape(-1, 2)
-        return table[:, 0].astype(np.int64), table[:, 1]
-
-    def _steps_tolerant(self) -> np.ndarray:
-        rows = []
-        try:
-            with open(self.path / "steps.csv") as f:
-                next(f, None)
-                for line in f:
-                    try:
-                        s, v = line.split(",")
-                        rows.append((int(s), float(v)))
-                    except ValueError:
-                        break
-        except OSError:
-            pass
-        return np.asarray(rows, dtype=np.float64)
+        return read_steps(self.path / "steps.csv", self.problems)
 
     def epochs(self) -> list[EpochMetrics]:
+        """The metrics of every finished epoch recorded, each epoch once, in order."""
         if self.legacy:
-            rows = (_read_json(self.path / "metrics.json", {}) or {}).get("epochs", [])
-        else:
-            rows = _read_jsonl(self.path / "epochs.jsonl")
-        return [EpochMetrics(**r) for r in rows]
+            rows = read_json(self.path / "metrics.json", self.problems, {}).get("epochs", [])
+            kept = [epoch_row(r) for r in rows] if isinstance(rows, list) else []
+            return one_per_epoch([m for m in kept if isinstance(m, EpochMetrics)])
+        return read_epochs(self.path / "epochs.jsonl", self.problems)
 
     def health(self) -> list[dict]:
         """The layer health readings (recording.Health), in step order."""
-        return _read_jsonl(self.path / "health.jsonl")
+        return read_health(self.path / "health.jsonl", self.problems)
 
     def live(self) -> dict:
-        return _read_json(self.path / "live.json", {}) or {}
+        """What a page draws. Missing or damaged (and not merely not written yet), it is made again
+        from the steps and epochs recorded."""
+        live = read_json(self.path / "live.json", self.problems, None)
+        if live is not None and isinstance(live.get("curve", {}), dict) and isinstance(live.get("epochs", []), list):
+            return live
+        if live is not None:
+            self.problems["live.json"] = "damaged: not the curves a page draws"
+        if not (self.path / "steps.csv").exists() and not self.legacy:
+            return {}
+        return {"curve": LossCurve.of(*self.steps()).to_dict(), "epochs": [m.to_dict() for m in self.epochs()],
+                "health": self.health()[-300:]}
 
     def control(self) -> dict:
-        return _read_json(self.path / "control.json", {}) or {}
+        return read_json(self.path / "control.json", self.problems, {})
+
+    def check(self, deep: bool = True) -> list[str]:
+        """Every file of the run read once (the checkpoint and probes only when `deep`): what is
+        damaged and how, one line each (empty: all sound)."""
+        self.problems.clear()
+        try:
+            self.info()
+        except CheckpointError:
+            pass
+        self.control(), self.steps(), self.epochs(), self.health(), self.live()
+        if not deep:
+            return self.problems.lines()
+        if self.has_checkpoint():
+            try:
+                load_checkpoint(self.path / "checkpoint.pt", name="checkpoint.pt")
+            except CheckpointError as e:
+                self.problems["checkpoint.pt"] = str(e).removeprefix("checkpoint.pt ")
+        elif not self.legacy and (self.epochs() or self.status().get("epochs_done")):
+            self.problems["checkpoint.pt"] = "missing: the weights of its finished epochs are gone"
+        if (self.path / "probes.pt").exists():
+            from .probes import load_probes
+
+            try:
+                load_probes(self.path / "probes.pt")
+            except (ValueError, OSError) as e:
+                self.problems["probes.pt"] = str(e).replace(str(self.path / "probes.pt"), "").strip(" :")
+        return self.problems.lines()
 
     def has_checkpoint(self) -> bool:
         return (self.path / "checkpoint.pt").is_file()
+
+    def resume_point(self) -> Checkpoint | None:
+        """The checkpoint a run carries on from, None for a run that has not finished an epoch (it
+        starts again from its first step). CheckpointError, saying what to do, where the weights of
+        finished epochs are missing or damaged."""
+        if self.has_checkpoint():
+            try:
+                return self.load_checkpoint()
+            except CheckpointError as e:
+                why = str(e)
+        elif self.legacy or self.epochs() or self.status().get("epochs_done"):
+            why = "its checkpoint.pt is missing"
+        else:
+            return None
+        raise CheckpointError(f"{why}, so the weights of its finished epochs are gone; train it again from the "
+                              f"start with the same settings (`lenet resume {self.path} --from-scratch`, "
+                              "or Start on the Train page)")
+
+    def restart(self) -> None:
+        """Forget everything trained, keeping the settings and the name: the run starts from step 0."""
+        for name in ("checkpoint.pt", "probes.pt", "live.json", "health.jsonl"):
+            (self.path / name).unlink(missing_ok=True)
+        for old in self.path.glob("events.out.tfevents.*"):
+            old.unlink(missing_ok=True)
+        self.truncate(0, 0)
+        self.set_status("queued", "Waiting to train again from the start.", epochs_done=0, steps_done=0,
+                        final={}, repaired=[])
 
     def load_checkpoint(self) -> Checkpoint:
         ckpt = load_checkpoint(self.path / "checkpoint.pt", name=f"{self.path.name}/checkpoint.pt")
@@ -373,6 +463,20 @@ class Run:
         _write_json(self.path / "status.json", st)
         return st
 
+    def mark_lost(self, why: str, status: str = "interrupted", reason: str = "killed") -> None:
+        """Its trainer is gone (`why`, in words): a run still marked live says so, once, keeping its last
+        finished epoch for Resume. A write that fails (a full disk) is logged, never raised: whoever
+        calls this (a pool's monitor) must go on for the other runs."""
+        try:
+            st = self.status()
+            if st.get("status") in LIVE:
+                self.set_status(status, _lost_message(status, why, st.get("epochs_done", 0)), reason=reason,
+                                ended=time.time())
+        except OSError as e:
+            log.warning("could not mark %s as %s (%s); it reads as interrupted once its claim is gone",
+                        self.path, status, e)
+        self.release()
+
     def request(self, **changes) -> None:
         """Ask the trainer to pause (pause=True), resume (pause=False) or stop (stop=True)."""
         ctl = self.control()
@@ -386,7 +490,7 @@ class Run:
 
     def rename(self, name: str) -> None:
         meta = self.meta()
-        meta["name"] = name
+        meta["name"] = clean_name(name) or meta.get("name") or self.path.name
         _write_json(self.path / "run.json", meta)
 
     def claim(self, executor: str) -> bool:
@@ -421,22 +525,86 @@ class Run:
         with open(self.path / "epochs.jsonl", "a") as f:
             f.write(json.dumps(metrics.to_dict()) + "\n")
 
-    def truncate(self, step: int, epoch: int) -> None:
-        """Forget what was recorded after `step` and `epoch` (work lost with a killed trainer)."""
+    def truncate(self, step: int, epoch: int, epochs: list[EpochMetrics] = ()) -> list[str]:
+        """Make the record agree with the checkpoint a run carries on from (`step`, `epoch`): what a
+        killed trainer recorded after it is dropped, each step and epoch is kept once, damaged lines
+        are left out, and epochs the file lost are put back from `epochs` (the checkpoint's own).
+        Returns what was damaged and repaired, one line each."""
+        self.problems.clear()
         s, v = self.steps()
         keep = s <= step
         lines = "step,loss\n" + "".join(f"{a},{b:.6g}\n" for a, b in zip(s[keep], v[keep]))
         atomic_write(self.path / "steps.csv", lambda f: f.write(lines.encode()))
-        epochs = "".join(json.dumps(m.to_dict()) + "\n" for m in self.epochs() if m.epoch <= epoch)
-        atomic_write(self.path / "epochs.jsonl", lambda f: f.write(epochs.encode()))
-        health = "".join(json.dumps(r) + "\n" for r in self.health() if r.get("step", 0) <= step)
+        kept = {m.epoch: m for m in self.epochs() if m.epoch <= epoch}
+        restored = [m.epoch for m in epochs if m.epoch <= epoch and m.epoch not in kept]
+        kept.update({m.epoch: m for m in epochs if m.epoch <= epoch})
+        rows = "".join(json.dumps(m.to_dict()) + "\n" for _, m in sorted(kept.items()))
+        atomic_write(self.path / "epochs.jsonl", lambda f: f.write(rows.encode()))
+        health = "".join(json.dumps(r) + "\n" for r in self.health() if r["step"] <= step)
         atomic_write(self.path / "health.jsonl", lambda f: f.write(health.encode()))
+        notes = self.problems.lines()
+        if restored:
+            notes.append(f"epochs.jsonl: epoch{'s' * (len(restored) > 1)} {', '.join(map(str, restored))} put back "
+                         "from checkpoint.pt")
+        missing = sorted(set(range(1, epoch + 1)) - set(kept))
+        if missing:
+            notes.append(f"epochs.jsonl: the metrics of epoch{'s' * (len(missing) > 1)} "
+                         f"{', '.join(map(str, missing))} are lost (the weights after them are kept)")
+        return notes
 
     def write_live(self, live: dict) -> None:
         _write_json(self.path / "live.json", live)
 
     def save_checkpoint(self, ckpt: Checkpoint) -> None:
         save_checkpoint(self.path / "checkpoint.pt", ckpt, with_training=True)
+
+
+def _lost_message(status: str, why: str, epochs_done: int) -> str:
+    return (f"{status.capitalize()}: {why} during epoch {epochs_done + 1}. Its last finished epoch "
+            f"({epochs_done}) is kept: Resume carries it on from there.")
+
+
+def min_free_mb() -> int:
+    """Free disk a run needs to start (LENET_MIN_FREE_MB): below it, starting and uploading are refused."""
+    return int(os.environ.get("LENET_MIN_FREE_MB") or 100)
+
+
+def free_mb(path: str | os.PathLike) -> float:
+    """Free space on the disk that holds `path` (the nearest folder that exists), in MB."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free / 2**20
+    except OSError:
+        return 0.0
+
+
+class DiskFullError(OSError):
+    """No room on the runs' disk: a message for the user, not a traceback."""
+
+
+def disk_full_message(path) -> str:
+    return (f"The server's disk is full ({free_mb(path):,.0f} MB free, {min_free_mb():,} MB needed): nothing can be "
+            "saved. Free space on it (or ask the lecturer to); runs then carry on by themselves.")
+
+
+def fair_order(queued: list[RunInfo], others: list[RunInfo] = ()) -> list[RunInfo]:
+    """The order queued runs train in: each next one is the oldest run of the owner with the fewest
+    runs training or started since the oldest run now waiting was queued (`others`: the runs not
+    queued). Owners so take turns: no one, however many browsers they use, holds the queue ahead
+    of the class, and one free worker still goes round them all."""
+    if not queued:
+        return []
+    since = min(i.created for i in queued)
+    busy = collections.Counter(i.owner for i in others if i.status in LIVE or (i.started or 0) >= since)
+    waiting, order = sorted(queued, key=lambda i: i.created), []
+    while waiting:
+        first = min(waiting, key=lambda i: (busy[i.owner], i.created))
+        waiting.remove(first)
+        order.append(first)
+        busy[first.owner] += 1
+    return order
 
 
 def is_run(path: Path) -> bool:
@@ -462,9 +630,24 @@ def list_runs(root: str | os.PathLike | None = None, *, owner: str | None | type
     return found[:limit] if limit is not None else found
 
 
+def unreadable_runs(root: str | os.PathLike | None = None, listed: list[RunInfo] = ()) -> list[tuple[Path, str]]:
+    """The run folders under `root` that list_runs leaves out because they cannot be read, each with
+    why (`listed`: what list_runs gave, not read again)."""
+    root = Path(root) if root is not None else runs_root()
+    known, found = {i.path.name for i in listed}, []
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        if path.name not in known and path.is_dir() and not path.name.startswith(".") and is_run(path):
+            try:
+                Run(path).info()
+            except (CheckpointError, OSError, TypeError, ValueError) as e:
+                found.append((path, str(e)))
+    return found
+
+
 def queue(root: str | os.PathLike | None = None) -> list[RunInfo]:
-    """Queued runs in the order they were asked for: the order workers take them in."""
-    return sorted(list_runs(root, statuses=("queued",)), key=lambda i: i.created)
+    """Queued runs in the order workers take them in (fair_order)."""
+    infos = list_runs(root)
+    return fair_order([i for i in infos if i.status == "queued"], [i for i in infos if i.status != "queued"])
 
 
 def _write_history(run: Run, steps, losses, epochs: list[EpochMetrics]) -> None:
@@ -504,14 +687,21 @@ def from_checkpoint(ckpt: Checkpoint, root: str | os.PathLike | None = None, *, 
 
     run = Run.create(ckpt.config, root, name=name, origin={"upload": name}, **create)
     steps = ckpt.steps.numpy() if len(ckpt.steps) else np.zeros((0, 2))
-    _write_history(run, steps[:, 0], steps[:, 1], ckpt.epochs)
-    last_step = int(steps[-1, 0]) if len(steps) else 0
-    run.save_checkpoint(Checkpoint(ckpt.config, ckpt.model, ckpt.dataset, ckpt.classes, ckpt.metrics, ckpt.epochs,
-                                   training=TrainState(epoch=len(ckpt.epochs), step=last_step)))
-    run.write_live({"curve": LossCurve.of(steps[:, 0], steps[:, 1]).to_dict(),
-                    "epochs": [m.to_dict() for m in ckpt.epochs], "updated": time.time()})
-    run.set_status("finished", "Uploaded.", epochs_done=len(ckpt.epochs), steps_done=last_step,
-                   total_steps=last_step, final=ckpt.metrics, ended=time.time())
+    try:
+        # A long history is kept as the charts draw it (a mean per bucket of steps): a folder's size is
+        # bounded whatever the file carries (1.9 million steps took 29 MB as they were).
+        kept = LossCurve.of(steps[:, 0], steps[:, 1], points=UPLOAD_STEP_ROWS).to_dict()
+        _write_history(run, kept["step"], kept["loss"], ckpt.epochs)
+        last_step = int(steps[-1, 0]) if len(steps) else 0
+        run.save_checkpoint(Checkpoint(ckpt.config, ckpt.model, ckpt.dataset, ckpt.classes, ckpt.metrics,
+                                       ckpt.epochs, training=TrainState(epoch=len(ckpt.epochs), step=last_step)))
+        run.write_live({"curve": LossCurve.of(kept["step"], kept["loss"]).to_dict(),
+                        "epochs": [m.to_dict() for m in ckpt.epochs], "updated": time.time()})
+        run.set_status("finished", "Uploaded.", epochs_done=len(ckpt.epochs), steps_done=last_step,
+                       total_steps=last_step, final=ckpt.metrics, ended=time.time())
+    except OSError:
+        shutil.rmtree(run.path, ignore_errors=True)  # nothing half-kept
+        raise
     return run
 
 

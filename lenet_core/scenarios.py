@@ -37,16 +37,64 @@ def scenarios_dir() -> Path:
     return Path(os.environ.get("LENET_SCENARIOS_DIR") or DEFAULT_DIR)
 
 
+def nesting_depth(text: str) -> int:
+    """How deep arrays and inline tables nest in a TOML text (brackets inside strings and comments
+    not counted). Checked before the text is parsed: a parser walks nesting by recursion."""
+    depth = deepest = i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c in "\"'":
+            quote = text[i:i + 3] if text[i:i + 3] in ('"""', "'''") else c
+            i += len(quote)
+            while i < n and text[i:i + len(quote)] != quote:
+                i += 2 if text[i] == "\\" and quote[0] == '"' else 1
+            i += len(quote)
+            continue
+        if c == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+        i += 1
+    return deepest
+
+
+MAX_DEPTH = 4   # a table header [[x]] is 2 deep, a list of channels 1
+
+
+def _plain(name: str, value) -> None:
+    """A setting's value is a string, a number, a bool or a list of numbers: nothing else is one."""
+    if isinstance(value, (str, int, float, bool)):
+        return
+    if isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return
+    raise ValueError(f"{name} is {type(value).__name__ if not isinstance(value, list) else 'a list of non-numbers'}"
+                     f"; a setting is a text, a number or a list of numbers")
+
+
 def parse(text: str, key: str) -> Scenario:
     """A scenario from a TOML text; ValueError saying what is wrong."""
+    depth = nesting_depth(text)
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nested {depth} deep; a scenario holds settings, at most a list of numbers each")
     try:
         d = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"not valid TOML ({e})") from None
+    except RecursionError:  # the depth check above should make this unreachable
+        raise ValueError("nested too deeply to read") from None
     title, about = d.pop("title", key), d.pop("text", "")
     if not isinstance(title, str) or not isinstance(about, str):
         raise ValueError("title and text must be text")
     base = d.pop("preset", "classic")
+    if not isinstance(base, str):
+        raise ValueError(f"preset must be the name of a preset (e.g. \"classic\"), not a {type(base).__name__}")
+    for name, value in d.items():
+        _plain(name, value)
     model_names, train_names = declared(ModelConfig), declared(TrainConfig)
     unknown = sorted(k for k in d if k not in model_names and k not in train_names)
     if unknown:

@@ -209,11 +209,26 @@ class Control:
 
 # A cross-entropy this far above chance's (ln C) means the weights have blown up.
 EXPLODED_FACTOR = 50
-STUCK_EPOCHS = 3  # epochs at chance, with a flat training loss, before a run is stopped as not learning
 
 
-def _chance(accuracy: float, classes: int) -> bool:
+def at_chance(accuracy: float, classes: int) -> bool:
     return accuracy < 1 / classes + 0.02
+
+
+def plateau_note(epochs: list[EpochMetrics], classes: int) -> str:
+    """A word for a run whose latest epochs sit at chance. Sitting there is no failure: the chapter's
+    sigmoid LeNet often waits a few epochs before it learns, so a run is never stopped for it, only
+    marked as not having learned if it ends there."""
+    stuck = 0
+    for m in reversed(epochs):
+        if not at_chance(m.val_acc, classes):
+            break
+        stuck += 1
+    if not stuck:
+        return ""
+    return (f"Still at chance after {stuck} epoch{'s' * (stuck != 1)} ({epochs[-1].val_acc:.1%}): the chapter's "
+            "sigmoid LeNet often waits a few epochs before it learns. Watch the training loss: while it falls, "
+            "the network is learning.")
 
 
 class Trainer:
@@ -311,19 +326,14 @@ class Trainer:
             epochs.append(metrics)
             final = val
             self._emit("on_epoch_end", metrics, state, model)
-            recent = epochs[-STUCK_EPOCHS:]
-            if (len(recent) == STUCK_EPOCHS and all(_chance(m.val_acc, classes) for m in recent)
-                    and max(m.train_loss for m in recent) - min(m.train_loss for m in recent)
-                    < 0.01 * recent[0].train_loss):
-                status, reason = "diverged", "chance"
 
         state.optimizer = optimizer.state_dict()
-        if status == "finished" and epochs and _chance(epochs[-1].val_acc, classes):
-            status, reason = "diverged", "chance"
+        if status == "finished" and epochs and at_chance(epochs[-1].val_acc, classes):
+            status, reason = "diverged", "chance"  # it ended where it began: it did not learn
         if reason == "chance":
             last = epochs[-1]
-            message = (f"Did not learn: accuracy is at chance ({last.val_acc:.1%}) after epoch {last.epoch}, and the "
-                       f"training loss is flat at {last.train_loss:.3f}. " + _advice(cfg))
+            message = (f"Did not learn: accuracy is still at chance ({last.val_acc:.1%}) after all {last.epoch} "
+                       f"epochs (training loss {last.train_loss:.3f}). " + _advice(cfg))
         elif status == "stopped":
             message = f"Stopped after {state.step:,} steps ({state.epoch} full epoch{'s' * (state.epoch != 1)})."
         elif status == "finished":
@@ -340,6 +350,7 @@ def _advice(cfg: TrainConfig) -> str:
     if cfg.optimizer == "adam" and cfg.lr > 0.01:
         return f"Adam at learning rate {cfg.lr:g} is far too fast for it: try 0.001."
     if cfg.model.activation == "sigmoid":
-        return (f"Sigmoid networks can sit at chance for many epochs; try a larger learning rate than {cfg.lr:g} "
-                "(the chapter's 0.1), momentum, or ReLU (the modern preset).")
+        larger = max(0.9, round(cfg.lr * 3, 4))
+        return (f"Sigmoid networks can sit at chance for many epochs: train more epochs, raise the learning rate "
+                f"from {cfg.lr:g} (e.g. to {larger:g}), add momentum, or use ReLU (the modern preset).")
     return f"Try another learning rate than {cfg.lr:g} (0.1 for SGD, 0.001 for Adam) or the xavier init."

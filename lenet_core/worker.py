@@ -3,6 +3,8 @@ a Ray worker, or the CLI itself. Everything it does goes into the folder (runs.p
 shows the run needs nothing from this process."""
 from __future__ import annotations
 
+import errno
+import sys
 import threading
 import time
 import traceback
@@ -12,7 +14,8 @@ from .data import DataUnavailableError, ImageData, load_dataset
 from .recording import recorders
 from .runs import HEARTBEAT_S, LossCurve, Run, this_process
 from .settings import ConfigError
-from .train import Callback, EpochMetrics, FitResult, Trainer, TrainState, build_model, device_label
+from .train import (Callback, EpochMetrics, FitResult, Trainer, TrainState, build_model, device_label,
+                    plateau_note)
 
 LIVE_EVERY_S = 0.5   # how often a training run's curve and status reach its folder
 HEALTH_LIVE_EVERY_S = 3.0  # how often its health charts change there: each change is three charts redrawn
@@ -113,7 +116,9 @@ class RunRecorder(Callback):
         self.flush_steps()
         self.run.append_epoch(metrics)
         self.save(model, state)
-        self.write(force=True, epochs_done=state.epoch)
+        # While it runs, the status message is what a viewer should know now (e.g. a plateau).
+        note = plateau_note([EpochMetrics(**e) for e in self.epochs], model.config.num_classes)
+        self.write(force=True, message=note, epochs_done=state.epoch)
 
     def on_fit_end(self, result: FitResult):
         self.flush_steps()
@@ -166,12 +171,15 @@ def train_run(run_dir, *, data_dir=None, callbacks=(), stop_event: threading.Eve
               executor: str = "inline", sync_every: int | None = None, record: bool = True) -> str:
     """Train the run in `run_dir` to its planned epochs, from where it stands (a new run, a stopped
     or interrupted one, one continued from another run's weights); returns its final status.
-    Returns "busy" without touching it when another live process trains it. With `record`, the run
+    Returns "busy" without touching it when another live process trains it, "skipped" when it is no
+    longer queued. With `record`, the run
     also records its probes, layer health and TensorBoard scalars (recording.py)."""
     run = Run(run_dir)
     if not run.claim(executor):
         return "busy"
     try:
+        if run.status().get("status") != "queued":  # taken and trained meanwhile (another server sharing the folder)
+            return "skipped"
         if run.control().get("stop"):  # stopped while it waited in the queue
             if run.status().get("status") == "queued":
                 run.set_status("stopped", "Stopped before it started.", ended=time.time())
@@ -179,11 +187,15 @@ def train_run(run_dir, *, data_dir=None, callbacks=(), stop_event: threading.Eve
         config = run.config()
         data = dataset(config.dataset, data_dir)
         state, model = None, build_model(config)
-        if run.has_checkpoint():  # carry on: a stopped, interrupted or continued run
-            ckpt = run.load_checkpoint()
+        ckpt = run.resume_point()  # None: from the start; CheckpointError: lost weights, said in words
+        if ckpt is not None:  # carry on: a stopped, interrupted or continued run
             model.load_state_dict(ckpt.model.state_dict())
             state = ckpt.training or TrainState(epoch=len(ckpt.epochs))
-            run.truncate(state.step, state.epoch)  # what a killed trainer recorded after its checkpoint
+        # The record made to agree with the weights: what a killed trainer wrote after its checkpoint
+        # goes, damaged lines are left out and said, epochs the file lost come back from the checkpoint.
+        repaired = run.truncate(state.step if state else 0, state.epoch if state else 0, ckpt.epochs if ckpt else [])
+        if repaired or run.info().repaired:
+            run.set_status(run.info().status, None, repaired=repaired)
         curve = LossCurve.of(*run.steps())
         control = FolderControl(run, stop_event)
         extra, health = recorders(run, data) if record else ([], None)
@@ -192,14 +204,27 @@ def train_run(run_dir, *, data_dir=None, callbacks=(), stop_event: threading.Eve
         Trainer(config, [*extra, recorder, *callbacks], control, sync_every).fit(model, data, state)
         return recorder.status
     except DataUnavailableError as e:
-        run.set_status("failed", str(e), ended=time.time())
-        return "failed"
+        return _failed(run, str(e))
     except (ConfigError, CheckpointError) as e:
-        run.set_status("failed", f"This run cannot be trained: {e}", ended=time.time())
-        return "failed"
+        return _failed(run, f"This run cannot be trained: {e}")
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return _failed(run, f"The disk is full ({e.strerror}): its last finished epoch is kept, and it carries on "
+                                "by itself once there is room again (or press Resume).", reason="disk-full")
+        traceback.print_exc()
+        return _failed(run, f"Training failed: it could not write its folder ({e.strerror or e}).", reason="io")
     except Exception as e:  # the folder must say why; the process goes on to its next run
         traceback.print_exc()
-        run.set_status("failed", f"Training failed: {type(e).__name__}: {e}", ended=time.time())
-        return "failed"
+        return _failed(run, f"Training failed: {type(e).__name__}: {e}")
     finally:
         run.release()
+
+
+def _failed(run: Run, message: str, reason: str = "") -> str:
+    """Mark the run failed with why. The write itself may fail (a full disk): then it is said on
+    stderr, and the run reads as interrupted once its claim is released; the worker goes on."""
+    try:
+        run.set_status("failed", message, reason=reason, ended=time.time())
+    except OSError as e:
+        print(f"could not mark {run.path} as failed ({e}): {message}", file=sys.stderr, flush=True)
+    return "failed"

@@ -16,7 +16,7 @@ APP = Path(__file__).resolve().parents[1] / "lenet_lab.py"
 @pytest.fixture
 def room(tmp_path, monkeypatch):
     monkeypatch.setenv("LENET_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("LENET_LECTURER_TOKEN", "s3cret-token")
+    monkeypatch.setenv("LENET_LECTURER_TOKEN", "s3cret-token-of-the-class")
     return tmp_path / "runs"
 
 
@@ -64,7 +64,7 @@ def test_names_are_picked_once_and_the_lecturer_sees_every_run_ranks_them_and_st
     live = Run.create(TrainConfig(epochs=50), room, owner=owner_of("cy-browser"), name="cy long run")
 
     at = browser("lecturer", "views/classroom.py")
-    at.text_input[0].set_value("s3cret-token")
+    at.text_input[0].set_value("s3cret-token-of-the-class")
     at.button[0].click().run()
     table = at.dataframe[0].value
     assert set(table["run"]) == {"ada classic", "bob classic", "bob modern", "cy long run"}

@@ -31,7 +31,7 @@ def launch_env(tmp_path, monkeypatch):
     monkeypatch.setenv("LENET_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LENET_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("LENET_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("LENET_LECTURER_TOKEN", "a-token")  # so that the Class page is listed too
+    monkeypatch.setenv("LENET_LECTURER_TOKEN", "a-token-long-enough-to-use")  # so that the Class page is listed too
     monkeypatch.setattr(data_module, "SYSTEM_DIRS", {})
     monkeypatch.setattr(data_module, "_download", _offline)
     st.cache_resource.clear()  # data sets and models cached by an earlier test in this process

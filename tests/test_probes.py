@@ -192,8 +192,10 @@ def test_load_probes_refuses_other_files(tmp_path):
     torch.save({"format": "lenet-lab/probes", "version": 99}, tmp_path / "newer.pt")
     torch.save({"format": "lenet-lab/probes", "version": 1, "epochs": []}, tmp_path / "damaged.pt")
     torch.save([1, 2, 3], tmp_path / "list.pt")
-    for name, message in (("text.pt", "not a probes file"), ("ckpt.pt", "lenet-lab/checkpoint"),
-                          ("newer.pt", "newer"), ("damaged.pt", "damaged"), ("list.pt", "not a probes file")):
+    for name, message in (("text.pt", "not a LeNet Lab probes file: it is not a file written by torch.save"),
+                          ("ckpt.pt", "not a LeNet Lab probes file .it is a torch file of another kind"),
+                          ("newer.pt", "newer"), ("damaged.pt", "damaged"),
+                          ("list.pt", "not a LeNet Lab probes file .it is a torch file of another kind")):
         with pytest.raises(ValueError, match=message):
             load_probes(tmp_path / name)
     with pytest.raises(FileNotFoundError):

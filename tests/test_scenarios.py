@@ -33,3 +33,18 @@ def test_settings_go_to_the_model_or_the_training():
     s = parse('preset = "classic"\nactivation = "tanh"\nlr = 0.3\nepochs = 3\n', "k")
     assert s.config.model.activation == "tanh" and s.config.lr == 0.3 and s.config.epochs == 3
     assert s.title == "k"
+
+
+def test_deep_nesting_and_values_of_the_wrong_type_are_refused_before_they_are_walked(tmp_path):
+    (tmp_path / "arrays.toml").write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    (tmp_path / "tables.toml").write_text("a = " + "{b = " * 3000 + "1" + "}" * 3000 + "\n")
+    (tmp_path / "list_preset.toml").write_text('preset = ["classic"]\n')
+    (tmp_path / "table_lr.toml").write_text('lr = {value = 0.3}\n')
+    (tmp_path / "quoted.toml").write_text('title = "[[[[[[ in a title ]]]]]]"  # [[[[[[ in a comment\n'
+                                          'text = """[[[[[[\n]]]]"""\nconv_channels = [4, 8]\n')
+    found, problems = load_scenarios(tmp_path)
+    assert [s.key for s in found] == ["quoted"] and found[0].config.model.conv_channels == (4, 8)
+    text = "\n".join(problems)
+    assert "arrays.toml: nested 5000 deep" in text and "tables.toml: nested 3000 deep" in text
+    assert 'list_preset.toml: preset must be the name of a preset (e.g. "classic"), not a list' in text
+    assert "table_lr.toml: lr is dict; a setting is a text, a number or a list of numbers" in text

@@ -44,6 +44,9 @@ def room():
                      "test": st.column_config.TextColumn(
                          "test acc.", width=75,
                          help="Test accuracy, once the run has ended (after at least one epoch).")})
+    if damaged := classroom.damaged(infos):
+        st.warning("Runs with damaged files (what could be read is shown):\n\n"
+                   + "\n".join(f"- {session.markdown_text(line)}" for line in damaged[:10]), icon=":material/warning:")
     live_ones = {i.id: i for i in infos if i.live}
     who = classroom.names(infos)
     chosen = st.multiselect("Runs to stop", list(live_ones), key="class.stop",
