@@ -304,6 +304,8 @@ class LocalPool(Executor):
                 break
             if path not in waiting:  # taken already, beside its pair
                 continue
+            if other in waiting and not spare and any(c not in self.ready for c in range(self.workers, len(self.procs))):
+                break  # the companion is still warming up (seconds, at start): the pair, next in line, waits for it
             i = idle.pop(0)
             waiting.discard(path)
             if other in waiting and spare:  # its pair's other run starts beside it, on a companion

@@ -76,6 +76,7 @@ def test_runs_wait_in_order_and_one_trains_at_a_time(pool, tmp_path):
 def test_a_pair_asked_for_together_trains_side_by_side_and_the_queue_waits_for_both(pool, tmp_path):
     pair = [Run.create(config(seed=i, epochs=1), tmp_path) for i in range(2)]
     later = Run.create(config(seed=9, epochs=1), tmp_path)
+    wait_for(lambda: len(pool.ready) == len(pool.procs), 60)
     pool.submit_together(pair)
     pool.submit(later)
     # Both learn at once: each has steps before either has ended.
