@@ -160,6 +160,23 @@ def add_upload(ckpt: Checkpoint, filename: str) -> Run:
     return run
 
 
+def _signature(path: Path) -> tuple:
+    try:
+        return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in os.scandir(path)))
+    except OSError:
+        return ()
+
+
+@functools.lru_cache(maxsize=256)
+def _problems(path: Path, deep: bool, signature: tuple) -> tuple[str, ...]:
+    return tuple(Run(path).check(deep))
+
+
+def problems_of(path: Path, deep: bool = True) -> list[str]:
+    """What is damaged in a run's folder, one line per file; read again only when its files change."""
+    return list(_problems(Path(path), deep, _signature(path)))
+
+
 def can_control(info: RunInfo) -> bool:
     return info.owner == session.owner() or session.is_lecturer()
 
