@@ -23,7 +23,8 @@ import time
 
 from pathlib import Path
 
-from .runs import Run, fair_order, free_mb, list_runs, min_free_mb, queue as queued_runs, runs_root
+from .runs import (Run, fair_order, free_mb, list_runs, min_free_mb, queue as queued_runs, runs_root,
+                   waiting_runs)
 
 log = logging.getLogger(__name__)
 WORKER_NICE = 10      # trainings yield the CPU to the web server: pages stay responsive
@@ -289,6 +290,8 @@ class LocalPool(Executor):
         for root in list(self.roots):
             if free_mb(root) < min_free_mb():
                 continue  # a full disk: nothing starts until there is room again
+            if not waiting_runs(root):  # the cheap look (one small file a run) finds nothing to start
+                continue
             for info in list_runs(root):
                 if info.status == "failed" and info.reason == "disk-full":
                     Run(info.path).requeue("Waiting to carry on: the disk has room again.")

@@ -630,6 +630,17 @@ def list_runs(root: str | os.PathLike | None = None, *, owner: str | None | type
     return found[:limit] if limit is not None else found
 
 
+def waiting_runs(root: str | os.PathLike) -> bool:
+    """Whether any run under `root` waits to train (queued, or stopped by a full disk), from each
+    run's status.json alone: what a pool with a free worker looks at every second."""
+    root = Path(root)
+    for path in root.iterdir() if root.is_dir() else []:
+        st = read_json(path / "status.json", Problems(), {})
+        if st.get("status") == "queued" or (st.get("status") == "failed" and st.get("reason") == "disk-full"):
+            return True
+    return False
+
+
 def unreadable_runs(root: str | os.PathLike | None = None, listed: list[RunInfo] = ()) -> list[tuple[Path, str]]:
     """The run folders under `root` that list_runs leaves out because they cannot be read, each with
     why (`listed`: what list_runs gave, not read again)."""

@@ -306,3 +306,35 @@ def test_one_upload_limit_in_the_browser_the_server_and_the_loader():
         load_checkpoint(bytes(UPLOAD_MAX_BYTES + 1), name="big.pt", limit=UPLOAD_MAX_BYTES)
     with pytest.raises(CheckpointError, match="not a file written by torch.save"):  # at the limit: read, refused
         load_checkpoint(bytes(UPLOAD_MAX_BYTES), name="big.pt", limit=UPLOAD_MAX_BYTES)
+
+
+def test_an_uploaded_history_is_kept_as_the_charts_draw_it(tmp_path):
+    import torch
+
+    from lenet_core.checkpoint import Checkpoint
+    from lenet_core.runs import UPLOAD_STEP_ROWS, from_checkpoint
+    from lenet_core.train import build_model
+
+    n = 400_000
+    steps = torch.stack([torch.arange(1, n + 1, dtype=torch.float64), torch.linspace(2.3, 0.3, n,
+                                                                                     dtype=torch.float64)], 1)
+    ckpt = Checkpoint(config(), build_model(config()), "mnist", tuple("0123456789"), steps=steps)
+    run = from_checkpoint(ckpt, tmp_path, name="long history")
+    kept, losses = run.steps()
+    assert len(kept) <= UPLOAD_STEP_ROWS and kept[-1] == n  # the curve reaches its last step
+    assert abs(losses.mean() - 1.3) < 0.01  # bucket means: the curve's level is kept
+    assert (run.path / "steps.csv").stat().st_size < 200_000
+    assert run.info().steps_done == n
+
+
+def test_the_server_caps_the_runs_waiting(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("LENET_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("LENET_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("LENET_MAX_QUEUED", "2")
+    for owner in ("x", "y"):  # two runs of others already wait
+        Run.create(config(), tmp_path / "runs", owner=owner)
+    from lenet_app import runs as app_runs
+
+    with at_session("browser-a"), pytest.raises(app_runs.LimitError, match="The server has 2 runs waiting"):
+        app_runs.start(config())
+    assert len(list((tmp_path / "runs").iterdir())) == 2
