@@ -127,8 +127,10 @@ def test_the_class_table_shows_progress_and_validation_of_runs_in_progress_and_u
     from_checkpoint(Checkpoint(config, build_model(config), "fashion-mnist", tuple("abcdefghij"),
                                {"test_accuracy": 0.99}), room, name="bob's upload", owner=owner_of("bob-browser"))
     at = browser("lecturer", "views/classroom.py")
-    at.text_input[0].set_value("s3cret-token")
+    at.text_input[0].set_value("s3cret-token-of-the-class")
     at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert at.dataframe, ([e.value for e in at.error], [w.value for w in at.warning], [m.value for m in at.markdown])
     table = at.dataframe[0].value.set_index("run")
     assert table.loc["ada half way", "progress"] == 0.5 and table.loc["ada half way", "validation"] == "65.0%"
     assert table.loc["ada half way", "status"] == "training" and table.loc["ada half way", "test"] == "–"
