@@ -81,6 +81,7 @@ def run_picker(page):
 
 
 def pick_run(page, label):
+    run_picker(page).scroll_into_view_if_needed()
     run_picker(page).click()
     page.get_by_role("option", name=label, exact=True).click()
     wait_for_app(page)
@@ -229,7 +230,7 @@ def test_pullovers_vs_coats_sets_the_model_that_activations_and_evaluate_show(ap
 
 def test_the_class_page_shows_progress_and_a_student_reads_the_lecturers_stop(app_env, start_server, chromium,
                                                                                  tmp_path):
-    env = {**app_env, "LENET_RUNS_DIR": str(tmp_path / "runs"), "LENET_LECTURER_TOKEN": "lecturer-secret"}
+    env = {**app_env, "LENET_RUNS_DIR": str(tmp_path / "runs"), "LENET_LECTURER_TOKEN": "lecturer-secret-of-the-room"}
     root = tmp_path / "runs"
     server = start_server(env)
     t0 = time.time() - 3600
@@ -259,7 +260,7 @@ def test_the_class_page_shows_progress_and_a_student_reads_the_lecturers_stop(ap
     try:
         page.goto(f"{server.url}/classroom")
         wait_for_app(page)
-        page.get_by_label("Lecturer token").fill("lecturer-secret")
+        page.get_by_label("Lecturer token").fill("lecturer-secret-of-the-room")
         page.get_by_role("button", name="Open the class view").click()
         wait_for_app(page)
         grid = page.get_by_test_id("stDataFrame").first
