@@ -15,7 +15,7 @@ from lenet_core.checkpoint import CheckpointError, load_checkpoint
 from lenet_core.model import LeNet
 from lenet_core.runs import Run, list_runs, runs_root
 
-from . import session
+from . import runs, session
 from .datasets import DATASET_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
