@@ -12,7 +12,7 @@ import streamlit as st
 from lenet_core.preprocess import image_to_tensor
 from lenet_core.train import as_input
 
-from . import attribution_view, maps, scrubber
+from . import attribution_view, maps, models, scrubber
 from .datasets import missing_data_markdown
 
 ss = st.session_state
@@ -50,7 +50,8 @@ def honour_request(available, get_data) -> None:
     else:
         idx = int(request["index"])
         label = int(data.test_labels[idx])
-        ss.update(model=entry.key, act_view="One input", act_a_source="Test image", act_a_class=entry.classes[label],
+        models.choose(entry.key)
+        ss.update(act_view="One input", act_a_source="Test image", act_a_class=entry.classes[label],
                   act_a_index=int((data.test_indices_of(label) == idx).nonzero()[0, 0]),
                   act_saliency=bool(request.get("saliency")))
 

@@ -123,9 +123,11 @@ def preset_note(model: ModelConfig | None) -> str:
     names = {n: m.label.lower() for n, (m, _) in declared(ModelConfig).items() if m.cli}
     diffs = {p: [names[n] for n in names if getattr(cfg, n) != getattr(model, n)] for p, cfg in PRESETS.items()}
     best = min(diffs, key=lambda p: len(diffs[p]))
+    # "Your next run", not the run on show: beside a classic run training, "Matches modern" read
+    # as a wrong description of that run.
     if not diffs[best]:
-        return f"Matches **{best}**: {PRESET_LABELS[best]}."
-    return f"Custom: **{best}** with another {', '.join(diffs[best])}."
+        return f"Your next run: **{best}**, {PRESET_LABELS[best]}."
+    return f"Your next run: **{best}** with another {', '.join(diffs[best])}."
 
 
 def apply_preset(name: str) -> None:

@@ -25,7 +25,8 @@ SHIPPED = {  # folder -> (name, what it is)
     "fashion-classic": ("Fashion classic", "the chapter's LeNet-5"),
     "fashion-modern": ("Fashion modern", "ReLU + max pooling"),
 }
-KEY = "model"          # the one model choice of Draw, Activations and Evaluate
+KEY = "model"          # the pickers' widget key on Draw, Activations and Evaluate
+CHOICE = "models.choice"  # the one model choice they share: kept here, not in a widget's own state
 DEFAULT = "shipped:digits"
 MAX_RUNS_OFFERED = 20
 
@@ -118,9 +119,21 @@ def entry_for(key: str) -> ModelEntry | None:
     return next((e for e in available_models() if e.key == key), None)
 
 
+def choose(key: str) -> None:
+    """Make `key` the model of Draw, Activations and Evaluate (an exercise, a link between pages)."""
+    st.session_state[CHOICE] = key
+    st.session_state[KEY] = key
+
+
+def _picked() -> None:
+    st.session_state[CHOICE] = st.session_state.get(KEY)
+
+
 def picker(label: str = "Model") -> ModelEntry | None:
     """The shared model choice; it falls back to the default when its model has gone. Runs whose
-    weights cannot be opened are named, with why, rather than left out without a word."""
+    weights cannot be opened are named, with why, rather than left out without a word. The choice is
+    this module's own session value, given to each page's picker before it is drawn: a widget's
+    state is dropped on pages that do not draw it, and a value set for it there was lost."""
     unopened = []
     entries = list(shipped_models().values()) + run_models(unopened=unopened)
     if unopened:
@@ -131,10 +144,13 @@ def picker(label: str = "Model") -> ModelEntry | None:
         st.warning("No model is available yet: train one on the Train page.")
         return None
     keys = [e.key for e in entries]
-    if st.session_state.get(KEY) not in keys:
-        st.session_state[KEY] = DEFAULT if DEFAULT in keys else keys[0]
+    chosen = st.session_state.get(CHOICE)
+    if chosen not in keys:
+        chosen = st.session_state.get(KEY) if st.session_state.get(KEY) in keys else (
+            DEFAULT if DEFAULT in keys else keys[0])
+    choose(chosen)
     labels = {e.key: e.label for e in entries}
-    chosen = st.selectbox(label, keys, key=KEY, format_func=labels.get, persist_state="session",
+    chosen = st.selectbox(label, keys, key=KEY, format_func=labels.get, on_change=_picked,
                           help="Shared by Draw, Activations and Evaluate: the shipped models, your runs, and runs "
                                "trained from the command line.")
     entry = entries[keys.index(chosen)]

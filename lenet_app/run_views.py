@@ -2,6 +2,8 @@
 the list of this browser's runs (table, overlay, actions), which follows its runs as they train."""
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from lenet_core.data import DATASETS
@@ -12,6 +14,8 @@ from .onnx_models import onnx_download
 from .server import serving
 
 CURRENT = "train.current"
+OVERLAY = "train.overlay_ids"   # the runs drawn together, by id: kept here, not in a widget's state
+PICKED = "train.picked_id"      # the run the actions below the overlay act on, by id
 OVERLAY_MAX = 8
 REFRESH_S = 10.0  # the list of runs refreshes itself this often while one trains (each costs the browser)
 
@@ -53,7 +57,8 @@ def panel(info: RunInfo) -> None:
     elif info.status in ("diverged", "failed", "interrupted"):
         st.error(info.message, icon=":material/error:")
     elif info.status == "stopped":
-        st.info(info.message, icon=":material/stop_circle:")
+        by = runs.stopped_by_lecturer(info)
+        st.info(f"**{by}** {info.message}" if by else info.message, icon=":material/stop_circle:")
     damage_notes(info)
     live_panel.show(info, serving())
     # A toggle, not an expander: an expander's content is drawn (and redrawn) even while closed.
@@ -87,17 +92,41 @@ def _choose(run_id: str) -> None:
     st.session_state[CURRENT] = run_id
 
 
-def _overview(mine: list[RunInfo]) -> tuple[list[dict], dict]:
-    """The table's rows and the overlay's runs, remade only when a run's status or epochs change:
-    between two epochs a rerun sends the browser the same table and figure, which it keeps as they
-    are instead of drawing them again."""
+def _overview(mine: list[RunInfo]) -> tuple[list[dict], dict, dict]:
+    """The table's rows, the overlay's runs and their colours, remade only when a run's status or
+    epochs change: between two epochs a rerun sends the browser the same table and figure, which it
+    keeps as they are instead of drawing them again."""
     signature = tuple((i.id, i.name, i.status, i.epochs_done, len(i.changes)) for i in mine)
     cached = st.session_state.get("train.overview")
     if cached is None or cached[0] != signature:
         lives = {i.id: Run(i.path).live() for i in mine[:OVERLAY_MAX * 4]}
-        cached = (signature, runs.runs_table(mine), lives)
+        cached = (signature, runs.runs_table(mine), lives, {i.id: runs.colour(i) for i in mine})
         st.session_state["train.overview"] = cached
-    return cached[1], cached[2]
+    return cached[1], cached[2], cached[3]
+
+
+def labels(mine: list[RunInfo]) -> dict[str, str]:
+    """Run id -> the name a picker shows: its name, and where two runs still share one (runs from
+    before names were made unique, the command line's), when it was started."""
+    counts: dict[str, int] = {}
+    for i in mine:
+        counts[i.name] = counts.get(i.name, 0) + 1
+    return {i.id: i.name if counts[i.name] == 1 else f"{i.name} ({time.strftime('%d %b %H:%M:%S', time.localtime(i.created))})"
+            for i in mine}
+
+
+def _keep(state_key: str, widget_key: str) -> None:
+    st.session_state[state_key] = st.session_state.get(widget_key)
+
+
+def overlay_choice(ids: list[str]) -> list[str]:
+    """The runs to overlay: the ones chosen (that still exist), and each new run as it appears."""
+    seen = st.session_state.setdefault("train.overlay_seen", set())
+    chosen = [r for r in st.session_state.get(OVERLAY) or [] if r in ids]
+    chosen += [r for r in ids if r not in seen and r not in chosen][:max(0, OVERLAY_MAX - len(chosen))]
+    seen.update(ids)
+    st.session_state[OVERLAY] = chosen[:OVERLAY_MAX]
+    return st.session_state[OVERLAY]
 
 
 def runs_section() -> None:
@@ -115,28 +144,37 @@ def runs_section() -> None:
             return
         if any(i.live for i in mine) != (every is not None):
             st.rerun()  # a run started or ended: the whole page, once (its panel, its buttons)
-        table, lives = _overview(mine)
+        table, lives, colours = _overview(mine)
         st.dataframe(table, hide_index=True)
-        names = {i.id: i.name for i in mine}
-        seen = st.session_state.setdefault("train.overlay_seen", set())
-        chosen = [r for r in st.session_state.get("train.overlay", []) if r in names]
-        chosen += [r for r in names if r not in seen][:OVERLAY_MAX - len(chosen)]  # new runs join the overlay
-        seen.update(names)
-        st.session_state["train.overlay"] = chosen[:OVERLAY_MAX]
+        names = labels(mine)
+        # The pills show what this page keeps (by run id), whatever the widget remembered: a rename
+        # or a new run changes the pills' labels, and Streamlit would then start them afresh.
+        st.session_state["train.overlay"] = overlay_choice(list(names))
         picked = st.pills("Overlay", list(names), selection_mode="multi", key="train.overlay",
-                          format_func=names.get, help=f"The runs whose curves are drawn together (at most "
-                                                      f"{OVERLAY_MAX}).")[:OVERLAY_MAX]
-        st.plotly_chart(curves.overlay_figure([(names[r], lives.get(r) or {}) for r in picked]),
+                          format_func=names.get, on_change=_keep, args=(OVERLAY, "train.overlay"),
+                          help=f"The runs whose curves are drawn together (at most {OVERLAY_MAX}).")[:OVERLAY_MAX]
+        st.plotly_chart(curves.overlay_figure([(names[r], lives.get(r) or {}, colours[r]) for r in picked]),
                         theme="streamlit", key="train.overlay_chart", config={"displayModeBar": False})
-        actions(mine)
+        actions(mine, names)
 
     body()
 
 
-def actions(mine: list[RunInfo]) -> None:
+def _rename(info: RunInfo) -> None:
+    # The box's text as it is when Rename is clicked (a button's args are fixed when it is drawn,
+    # before the new name was typed).
+    act(runs.rename, info, st.session_state.get(f"train.name.{info.id}", ""))
+
+
+def actions(mine: list[RunInfo], names: dict[str, str]) -> None:
+    """The actions on one run, picked by id: the picker keeps that id across renames and new runs."""
     by_id = {i.id: i for i in mine}
+    if st.session_state.get(PICKED) not in by_id:
+        st.session_state[PICKED] = st.session_state.get(CURRENT) if st.session_state.get(CURRENT) in by_id else mine[0].id
+    st.session_state["train.picked"] = st.session_state[PICKED]
     c1, c2 = st.columns([2, 3], vertical_alignment="bottom")
-    picked = c1.selectbox("Run", list(by_id), format_func=lambda r: by_id[r].name, key="train.picked")
+    picked = c1.selectbox("Run", list(by_id), format_func=names.get, key="train.picked", on_change=_keep,
+                          args=(PICKED, "train.picked"))
     info = by_id[picked]
     with c2.container(horizontal=True):
         st.button("Show above", icon=":material/visibility:", on_click=_choose, args=(info.id,))
@@ -157,8 +195,10 @@ def actions(mine: list[RunInfo]) -> None:
                                help="The model as ONNX (class probabilities and the first two conv layers' maps): "
                                     "it opens in Netron and runs in onnxruntime, as `lenet export` writes it.")
         with st.popover("Rename or delete", icon=":material/edit:"):
-            new = st.text_input("New name", value=info.name, max_chars=session.NAME_MAX, key=f"train.name.{info.id}")
-            st.button("Rename", on_click=act, args=(runs.rename, info, new))
+            if st.session_state.get(f"train.name.{info.id}") is None:
+                st.session_state[f"train.name.{info.id}"] = info.name
+            st.text_input("New name", max_chars=session.NAME_MAX, key=f"train.name.{info.id}")
+            st.button("Rename", on_click=_rename, args=(info,))
             st.button("Delete this run", type="primary", disabled=info.live, on_click=act, args=(runs.delete, info),
                       help="Removes its folder from the server for good." if not info.live else "Stop it first.")
 

@@ -4,13 +4,15 @@ folder; nothing about a run is kept in a session's memory."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import time
+import zlib
 from pathlib import Path
 
-from lenet_core.checkpoint import Checkpoint
-from lenet_core.runs import (RESUMABLE, DiskFullError, Run, RunInfo, continue_from, describe_changes,
+from lenet_core.checkpoint import Checkpoint, atomic_write
+from lenet_core.runs import (RESUMABLE, DiskFullError, Run, RunInfo, continue_from, describe, describe_changes,
                              disk_full_message, free_mb, from_checkpoint, list_runs, min_free_mb, queue, runs_root)
 from lenet_core.settings import declared
 from lenet_core.train import TrainConfig
@@ -38,10 +40,49 @@ def my_runs(who: str | None = None) -> list[RunInfo]:
     return list_runs(runs_root(), owner=who or session.owner())
 
 
+# A run's colour in every chart: picked when it starts, one its owner's recent runs do not have, and
+# kept in its run.json, so it stays the same whatever else a chart shows (Plotly's ten colours).
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+           "#7f7f7f")
+
+
 def status_label(info: RunInfo) -> str:
     if info.status == "diverged" and info.reason == "chance":
         return "did not learn"
+    if is_upload(info):  # trained elsewhere: "finished, 6 of 10 epochs" would be this server's word for it
+        return "uploaded"
     return STATUS_LABELS.get(info.status, info.status)
+
+
+def is_upload(info: RunInfo) -> bool:
+    return bool(info.origin.get("upload")) and info.status == "finished"
+
+
+def unique_name(name: str, taken) -> str:
+    """`name`, or `name #2`, `#3`, ... where one of `taken` has it already: two runs never read alike."""
+    taken, n = set(taken), 2
+    out = name
+    while out in taken:
+        out, n = f"{name} #{n}", n + 1
+    return out
+
+
+def colour(info: RunInfo) -> str:
+    """The run's own colour: the one it was given when it started, else one from its id (runs
+    trained from the command line)."""
+    index = Run(info.path).meta().get("colour")
+    if not isinstance(index, int) or not 0 <= index < len(PALETTE):
+        index = zlib.crc32(info.id.encode()) % len(PALETTE)
+    return PALETTE[index]
+
+
+def _give_colour(run: Run, others: list[RunInfo]) -> None:
+    used = [PALETTE.index(colour(i)) for i in others[:len(PALETTE) - 1]]  # the newest first
+    free = [c for c in range(len(PALETTE)) if c not in used] or [len(others) % len(PALETTE)]
+    meta = run.meta()
+    meta["colour"] = free[0]
+    data = json.dumps(meta, indent=1).encode()
+    atomic_write(run.path / "run.json", lambda f: f.write(data))
 
 
 def _check_room(who: str) -> None:
@@ -61,19 +102,38 @@ def _check_room(who: str) -> None:
                          "Delete some you no longer need (under Your runs) to start more.")
 
 
-def start(config: TrainConfig, source: RunInfo | None = None) -> Run:
-    """A new run of `config` (carrying `source`'s weights on, if given), queued for the executor."""
+def create(config: TrainConfig, source: RunInfo | None = None, name: str | None = None) -> Run:
+    """A new run folder of `config` (carrying `source`'s weights on, if given), named so that this
+    browser's other runs do not read the same, with a colour of its own; not yet queued."""
     who = session.owner()
     _check_room(who)
-    owner = {"owner": who, "owner_name": session.display_name(who)}
+    mine = my_runs(who)
+    owner = {"owner": who, "owner_name": session.display_name(who),
+             "name": unique_name(name or describe(config), (i.name for i in mine))}
     try:
         run = (continue_from(Run(source.path), config, runs_root(), **owner) if source is not None
                else Run.create(config, runs_root(), **owner))
+        _give_colour(run, mine)
     except OSError as e:  # the disk filled as the folder was written: nothing is left behind
         raise LimitError(str(e) if isinstance(e, DiskFullError) else f"The run could not be saved: {e.strerror or e}")
+    return run
+
+
+def start(config: TrainConfig, source: RunInfo | None = None, name: str | None = None) -> Run:
+    """A new run of `config` (see create), queued for the executor."""
+    run = create(config, source, name)
     executor().submit(run)
     _wait_for_a_worker(run)
     return run
+
+
+def start_together(configs: list[tuple[TrainConfig, str]]) -> list[Run]:
+    """Runs that train side by side (an exercise's pair): the executor starts them at the same time
+    when it can, sharing the machine, so their curves rise together."""
+    started = [create(config, name=name) for config, name in configs]
+    executor().submit_together(started)
+    _wait_for_a_worker(started[0])
+    return started
 
 
 def _wait_for_a_worker(run: Run, wait_s: float = 1.0) -> None:
@@ -88,11 +148,16 @@ def _wait_for_a_worker(run: Run, wait_s: float = 1.0) -> None:
 def add_upload(ckpt: Checkpoint, filename: str) -> Run:
     who = session.owner()
     _check_room(who)
-    name = session.clean_name(filename.removesuffix(".pt")) + " (uploaded)"
+    # Named for what it is, as runs trained here are: a file's name is often the download's own
+    # ("lenet-classic6epochs(stopped)"). Its status reads "uploaded".
+    trained = f" · {len(ckpt.epochs)} epoch{'s' * (len(ckpt.epochs) != 1)}" if ckpt.epochs else ""
+    name = unique_name(describe(ckpt.config) + trained, (i.name for i in my_runs(who)))
     try:
-        return from_checkpoint(ckpt, runs_root(), name=name, owner=who, owner_name=session.display_name(who))
+        run = from_checkpoint(ckpt, runs_root(), name=name, owner=who, owner_name=session.display_name(who))
+        _give_colour(run, my_runs(who))
     except OSError as e:
         raise LimitError(str(e) if isinstance(e, DiskFullError) else f"It could not be saved: {e.strerror or e}")
+    return run
 
 
 def _signature(path: Path) -> tuple:
@@ -125,7 +190,9 @@ def stop(info: RunInfo) -> None:
     if not can_control(info) or not info.live:
         return
     run = Run(info.path)
-    run.request(stop=True)
+    # Who stopped it and when, for the student's page: a lecturer's stop is not the student's own.
+    by = "lecturer" if session.is_lecturer() and info.owner != session.owner() else "owner"
+    run.request(stop=True, stopped_by=by, stopped_at=time.time())
     if info.status == "queued" and not run.trainer_alive():
         run.set_status("stopped", "Stopped before it started.")
 
@@ -151,10 +218,26 @@ def resume(info: RunInfo) -> None:
         executor().submit(run)
 
 
+def stopped_by_lecturer(info: RunInfo) -> str | None:
+    """"Your lecturer stopped this run at 10:42." for a run the lecturer stopped, else None."""
+    if info.status != "stopped":
+        return None
+    ctl = Run(info.path).control()
+    if ctl.get("stopped_by") != "lecturer":
+        return None
+    at = ctl.get("stopped_at")
+    when = ""
+    if isinstance(at, (int, float)):
+        day = "" if time.strftime("%Y%m%d", time.localtime(at)) == time.strftime("%Y%m%d") else \
+            time.strftime(" on %d %b", time.localtime(at))
+        when = f" at {time.strftime('%H:%M', time.localtime(at))}{day}"
+    return f"Your lecturer stopped this run{when}."
+
+
 def rename(info: RunInfo, name: str) -> None:
     name = session.clean_name(name)
-    if can_control(info) and name:
-        Run(info.path).rename(name)
+    if can_control(info) and name and name != info.name:
+        Run(info.path).rename(unique_name(name, (i.name for i in my_runs(info.owner) if i.id != info.id)))
 
 
 def delete(info: RunInfo) -> None:
@@ -188,7 +271,8 @@ def runs_table(infos: list[RunInfo]) -> list[dict]:
     differing = [k for k in (settings[0] if settings else {}) if len({s[k] for s in settings}) > 1]
     rows = []
     for info, s in zip(infos, settings):
-        acc = info.test_accuracy
+        # A network stopped before its first epoch ends is not a result (its 10% is chance).
+        acc = info.test_accuracy if info.epochs_done > 0 else None
         rows.append({"run": info.name, "status": status_label(info), **{k: s[k] for k in differing},
                      "accuracy": f"{acc:.1%}" if acc is not None else "–",
                      "epochs": f"{info.epochs_done} of {info.config.epochs}",

@@ -6,7 +6,8 @@ and stop requests, progress and results (runs.py), so the app never talks to a t
 trainer can be a process of this machine's pool or a Ray worker on another machine.
 
 - `LocalPool` (the default): a few worker processes of this machine that keep torch imported and
-  the data sets loaded, at most `LENET_MAX_JOBS` trainings at once per device, the rest queued in
+  the data sets loaded, at most `LENET_MAX_JOBS` trainings at once per device (a pair asked for
+  together, e.g. exercise 1's, counts as one and trains side by side), the rest queued in
   the order they were asked for. Workers run at a lower priority than the web server.
 - `RayExecutor` (`LENET_EXECUTOR=ray`): the same job on a Ray cluster (lenet_core/ray_executor.py).
 """
@@ -43,6 +44,12 @@ class Executor:
 
     def submit(self, run: Run) -> None:
         raise NotImplementedError
+
+    def submit_together(self, runs: list[Run]) -> None:
+        """Runs to train side by side (their curves compared as they rise). Here: each in turn,
+        where the executor has slots for them."""
+        for run in runs:
+            self.submit(run)
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop the trainings this executor runs (each is saved as stopped) and let its processes go."""
@@ -120,9 +127,12 @@ def _worker_main(index: int, device: str, threads: int, jobs, events, shutdown, 
             continue
         if stop.is_set():  # taken while shutting down: leave it queued for the next start
             break
+        path, share = path if isinstance(path, tuple) else (path, threads)
+        torch.set_num_threads(share)  # half the cores each while it trains beside its pair
         events.put(("start", index, path))
         status = train_run(path, data_dir=data_dir, stop_event=stop, executor=f"local-{os.getpid()}")
         events.put(("end", index, path, status))
+        torch.set_num_threads(threads)
 
 
 class LocalPool(Executor):
@@ -149,8 +159,15 @@ class LocalPool(Executor):
         # On the CPU the workers share the cores (unless OMP_NUM_THREADS says); a GPU worker needs few.
         self.threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or (
             max(1, _cores() // n) if self.devices == ["cpu"] else 1)
-        self.jobs = [ctx.Queue() for _ in range(n)]   # one per worker: the pool decides who trains what
-        self.procs: list = [None] * n
+        # Where a device trains one run at a time, one more worker per device trains the second run of a
+        # pair asked for together (submit_together) beside the first, each with half the threads; the
+        # pair counts as one job: the device's worker takes its next run once both have ended.
+        self.workers = n
+        self.companions = len(self.devices) if self.per_device == 1 else 0
+        self.pairs: dict[str, str] = {}       # run -> the run it trains beside (both ways)
+        self.beside: dict[int, int] = {}      # worker -> the companion training its pair's other run
+        self.jobs = [ctx.Queue() for _ in range(n + self.companions)]  # one per worker: the pool decides
+        self.procs: list = [None] * (n + self.companions)
         self.current: dict[int, str] = {}    # worker -> the run it trains
         self.assigned: dict[int, str] = {}   # worker -> the run handed to it, not started yet
         self.ready: set[int] = set()
@@ -161,14 +178,14 @@ class LocalPool(Executor):
         self._wake = threading.Event()
         self._closing = False
         self._lock = threading.Lock()
-        for i in range(n):
+        for i in range(len(self.procs)):
             self.procs[i] = self._spawn(i)
         self._monitor = threading.Thread(target=self._watch, daemon=True, name="lenet-pool-monitor")
         self._monitor.start()
 
     @property
     def slots(self) -> int:
-        return len(self.procs)
+        return self.workers
 
     def describe(self) -> str:
         where = "CPU" if self.devices == ["cpu"] else f"{len(self.devices)} GPU{'s' * (len(self.devices) > 1)}"
@@ -176,9 +193,10 @@ class LocalPool(Executor):
 
     def _spawn(self, i: int):
         device = self.devices[i % len(self.devices)]
-        p = self._ctx.Process(target=_worker_main, name=f"lenet-worker-{i}", daemon=True,
-                              args=(i, device, self.threads, self.jobs[i], self.events, self.shutdown_event,
-                                    os.getpid(), self.data_dir))
+        companion = i >= self.workers
+        p = self._ctx.Process(target=_worker_main, name=f"lenet-{'companion' if companion else 'worker'}-{i}",
+                              daemon=True, args=(i, device, self._share() if companion else self.threads, self.jobs[i],
+                                                 self.events, self.shutdown_event, os.getpid(), self.data_dir))
         p.start()
         return p
 
@@ -192,6 +210,18 @@ class LocalPool(Executor):
         self.roots.add(run.path.parent)
         self.submitted[str(run.path)] = time.monotonic()
         self._wake.set()
+
+    def submit_together(self, runs: list[Run]) -> None:
+        """A pair starts together when the first of them is taken; more than a pair, the rest in turn."""
+        if self.companions and len(runs) >= 2:
+            a, b = str(runs[0].path), str(runs[1].path)
+            with self._lock:
+                self.pairs[a], self.pairs[b] = b, a
+        for run in runs:
+            self.submit(run)
+
+    def _share(self) -> int:
+        return max(1, self.threads // 2)
 
     def health(self) -> dict:
         """What a health check reports: workers alive and ready, runs training and waiting, free disk."""
@@ -223,6 +253,7 @@ class LocalPool(Executor):
                 self.assigned.pop(index, None)
                 self.current.pop(index, None)
                 self.submitted.pop(event[2], None)
+                self.pairs.pop(self.pairs.pop(event[2], ""), None)
 
     def _watch(self) -> None:
         while not self._closing:
@@ -243,8 +274,13 @@ class LocalPool(Executor):
 
     def _dispatch(self) -> None:
         """Hand each free worker the next run in fair order."""
-        idle = [i for i in sorted(self.ready) if i not in self.current and i not in self.assigned
+        free = [i for i in sorted(self.ready) if i not in self.current and i not in self.assigned
                 and self.procs[i] is not None and self.procs[i].is_alive()]
+        for i, c in list(self.beside.items()):  # a pair has ended when both its workers are free
+            if i in free and c in free:
+                del self.beside[i]
+        idle = [i for i in free if i < self.workers and i not in self.beside]
+        spare = [i for i in free if i >= self.workers and i not in self.beside.values()]
         fresh = any(t > self._scanned for t in self.submitted.values())
         if not idle or self._closing or (not fresh and time.monotonic() - self._scanned < self.SCAN_S):
             return
@@ -264,9 +300,28 @@ class LocalPool(Executor):
                     others.append(info)
                 elif str(info.path) not in taken and self._may_take(info):
                     candidates.append(info)
-        for i, info in zip(idle, fair_order(candidates, others)):
-            self.assigned[i] = str(info.path)
-            self.jobs[i].put(str(info.path))
+        waiting = {str(c.path) for c in candidates}
+        for info in fair_order(candidates, others):
+            path, other = str(info.path), self.pairs.get(str(info.path))
+            if not idle:
+                break
+            if path not in waiting:  # taken already, beside its pair
+                continue
+            if other in waiting and not spare and any(c not in self.ready for c in range(self.workers, len(self.procs))):
+                break  # the companion is still warming up (seconds, at start): the pair, next in line, waits for it
+            i = idle.pop(0)
+            waiting.discard(path)
+            if other in waiting and spare:  # its pair's other run starts beside it, on a companion
+                c = spare.pop(0)
+                waiting.discard(other)
+                self.beside[i] = c
+                self.assigned[c] = other
+                self.jobs[c].put((other, self._share()))
+                self.assigned[i] = path
+                self.jobs[i].put((path, self._share()))
+            else:
+                self.assigned[i] = path
+                self.jobs[i].put(path)
 
     def _may_take(self, info) -> bool:
         """A queued run handed to this pool, or one whose queuing has settled (its creator, e.g. the

@@ -74,7 +74,7 @@ def test_names_are_picked_once_and_the_lecturer_sees_every_run_ranks_them_and_st
     at.selectbox(key="class.value.activation").set_value("sigmoid").run()
     board = at.dataframe[1].value
     assert list(board["student"])[:2] == ["Ada", "student " + owner_of("bob-browser")[:4]]
-    assert list(board["accuracy"]) == [0.74, 0.72]  # bob's best with sigmoid, not his modern run
+    assert list(board["accuracy"]) == [74.0, 72.0]  # bob's best with sigmoid, not his modern run
     at.selectbox(key="class.value.activation").set_value("any").run()
     assert list(at.dataframe[1].value["run"])[0] == "bob modern"
 
@@ -99,3 +99,62 @@ def test_a_student_cannot_stop_pause_or_delete_anothers_run(room, monkeypatch):
     monkeypatch.setattr(session, "owner", lambda: owner_of("cy-browser"))  # its own browser can
     app_runs.stop(live.info())
     assert live.info().status == "stopped"
+
+
+def in_progress(root, token, name, epochs_done=5, val_acc=0.65):
+    """A run half-way through (written as its trainer writes it), its trainer's claim this process."""
+    from lenet_core.runs import this_process
+    from lenet_core.train import EpochMetrics
+
+    run = Run.create(TrainConfig(), root, owner=owner_of(token), name=name)
+    for e in range(1, epochs_done + 1):
+        run.append_epoch(EpochMetrics(epoch=e, train_loss=1.0, train_acc=0.5, val_loss=1.0,
+                                      val_acc=val_acc - 0.01 * (epochs_done - e), samples_per_s=100.0,
+                                      epoch_time=1.0))
+    (run.path / "claim.json").write_text(__import__("json").dumps(this_process()))
+    run.set_status("running", "Training.", epochs_done=epochs_done, steps_done=epochs_done * 100, total_steps=1000)
+    return run
+
+
+def test_the_class_table_shows_progress_and_validation_of_runs_in_progress_and_uploads_do_not_compete(room):
+    from lenet_core.runs import from_checkpoint
+    from lenet_core.checkpoint import Checkpoint
+    from lenet_core.train import build_model
+
+    in_progress(room, "ada-browser", "ada half way")
+    finished(room, "bob-browser", TrainConfig(), 0.80, "bob classic")
+    config = TrainConfig()
+    from_checkpoint(Checkpoint(config, build_model(config), "fashion-mnist", tuple("abcdefghij"),
+                               {"test_accuracy": 0.99}), room, name="bob's upload", owner=owner_of("bob-browser"))
+    at = browser("lecturer", "views/classroom.py")
+    at.text_input[0].set_value("s3cret-token-of-the-class")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert at.dataframe, ([e.value for e in at.error], [w.value for w in at.warning], [m.value for m in at.markdown])
+    table = at.dataframe[0].value.set_index("run")
+    assert table.loc["ada half way", "progress"] == 0.5 and table.loc["ada half way", "validation"] == "65.0%"
+    assert table.loc["ada half way", "status"] == "training" and table.loc["ada half way", "test"] == "–"
+    assert table.loc["bob's upload", "status"] == "uploaded"
+    board = at.dataframe[1].value
+    assert list(board["run"]) == ["bob classic"]  # the 99% upload is not on the leaderboard
+
+
+def test_a_student_reads_that_the_lecturer_stopped_the_run_and_when(room, monkeypatch):
+    import time
+
+    from lenet_app import runs as app_runs
+    from lenet_app import session
+
+    run = Run.create(TrainConfig(), room, owner=owner_of("cy-browser"), name="cy run")
+    with monkeypatch.context() as lecturer:
+        lecturer.setattr(session, "owner", lambda: owner_of("lecturer"))
+        lecturer.setattr(session, "is_lecturer", lambda: True)
+        app_runs.stop(run.info())  # queued: stopped at once
+    at = browser("cy-browser", "views/train.py")
+    when = time.strftime("%H:%M", time.localtime(run.control()["stopped_at"]))
+    assert any(f"Your lecturer stopped this run at {when}." in i.value for i in at.info), [i.value for i in at.info]
+    # A student's own stop says nothing about the lecturer.
+    own = Run.create(TrainConfig(), room, owner=owner_of("cy-browser"), name="cy own")
+    monkeypatch.setattr(session, "owner", lambda: owner_of("cy-browser"))
+    app_runs.stop(own.info())
+    assert app_runs.stopped_by_lecturer(own.info()) is None

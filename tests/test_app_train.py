@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from lenet_app import runs as app_runs
 from lenet_app import server
 from lenet_core.model import ModelConfig
 from lenet_core.runs import Run, list_runs
@@ -89,12 +90,12 @@ def test_a_layer_too_wide_is_refused_under_its_box(runs_root):
 
 def test_a_preset_is_an_action_and_the_page_says_which_it_matches(runs_root):
     at = train_page()
-    assert any("Matches **classic**" in c.value for c in at.caption)
+    assert any("Your next run: **classic**," in c.value for c in at.caption)
     next(b for b in at.button if b.label == "modern").click().run()
     assert widget_by_label(at, "Activation").value == "relu" and widget_by_label(at, "Pooling").value == "max"
-    assert any("Matches **modern**" in c.value for c in at.caption)
+    assert any("Your next run: **modern**," in c.value for c in at.caption)
     widget_by_label(at, "Kernel size").set_value(3).run()
-    assert any("Custom: **modern** with another kernel size" in c.value for c in at.caption)
+    assert any("Your next run: **modern** with another kernel size" in c.value for c in at.caption)
 
 
 def test_a_lecture_scenario_sets_every_control_in_one_click(runs_root):
@@ -208,5 +209,7 @@ def test_uploads_are_checked_and_kept_as_runs_of_this_browser(runs_root, monkeyp
     kind, message = uploads.accept(good, "mine.pt")
     assert kind == "ok" and "50.0% test accuracy" in message
     (info,) = list_runs(runs_root)
-    assert info.name == "mine (uploaded)" and info.owner == "browser-a-owner" and info.status == "finished"
+    # Named for what it is (not the file's name), and marked as uploaded rather than "finished" here.
+    assert info.name == "classic · mnist" and info.owner == "browser-a-owner" and info.status == "finished"
+    assert app_runs.status_label(info) == "uploaded"
     assert Run(info.path).load_checkpoint().config == config

@@ -73,6 +73,23 @@ def test_runs_wait_in_order_and_one_trains_at_a_time(pool, tmp_path):
     assert infos[0].ended <= infos[1].started and infos[1].ended <= infos[2].started
 
 
+def test_a_pair_asked_for_together_trains_side_by_side_and_the_queue_waits_for_both(pool, tmp_path):
+    pair = [Run.create(config(seed=i, epochs=1), tmp_path) for i in range(2)]
+    later = Run.create(config(seed=9, epochs=1), tmp_path)
+    wait_for(lambda: len(pool.ready) == len(pool.procs), 60)
+    pool.submit_together(pair)
+    pool.submit(later)
+    # Both learn at once: each has steps before either has ended.
+    wait_for(lambda: all(steps(r) > 3 for r in pair) or not all(r.info().live for r in pair), 90)
+    assert all(r.info().live for r in pair) and all(steps(r) > 3 for r in pair)
+    assert later.info().status == "queued"
+    wait_for(lambda: later.info().status == "finished", 180)
+    infos = [r.info() for r in pair]
+    assert [i.status for i in infos] == ["finished"] * 2
+    assert later.info().started >= max(i.ended for i in infos)  # one job at a time: the pair, then the next
+    assert "1 thread" in infos[0].device and "1 thread" in infos[1].device  # the cores split between them
+
+
 def test_pause_resume_and_stop_through_the_folder_within_a_second(pool, tmp_path):
     run = Run.create(config(), tmp_path)
     pool.submit(run)

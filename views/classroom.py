@@ -28,10 +28,22 @@ def room():
     st.caption(f"{len(infos)} run{'s' * (len(infos) != 1)} by {students} student{'s' * (students != 1)}; "
                f"{live} waiting or training. "
                "Click a column's name to sort it.")
+    # The run's name gets the room: at 1024 pixels it was cut off while other columns had space.
     st.dataframe(classroom.rows(infos), hide_index=True, key="class.table",
-                 column_order=("student", "run", "activation", "status", "live", "epochs", "accuracy"),
-                 column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
-                                "live": st.column_config.CheckboxColumn()})
+                 column_order=("student", "run", "status", "progress", "epochs", "validation", "test"),
+                 column_config={
+                     "student": st.column_config.TextColumn(width=130),
+                     "run": st.column_config.TextColumn(width=250),
+                     "status": st.column_config.TextColumn(width=75),
+                     "progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent",
+                                                                 width=90),
+                     "epochs": st.column_config.TextColumn(width=70),
+                     "validation": st.column_config.TextColumn(
+                         "val. acc.", width=75,
+                         help="Validation accuracy of the run's latest epoch: there while it trains."),
+                     "test": st.column_config.TextColumn(
+                         "test acc.", width=75,
+                         help="Test accuracy, once the run has ended (after at least one epoch).")})
     if damaged := classroom.damaged(infos):
         st.warning("Runs with damaged files (what could be read is shown):\n\n"
                    + "\n".join(f"- {session.markdown_text(line)}" for line in damaged[:10]), icon=":material/warning:")
@@ -51,9 +63,12 @@ def room():
                          persist_state="session")
     board = classroom.leaderboard(infos, setting, value)
     if board:
-        st.dataframe(board, hide_index=True, column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+        st.dataframe(board, hide_index=True, column_config={"accuracy": st.column_config.NumberColumn(format="%.1f%%"),
+                                                            "run": st.column_config.TextColumn(width="large")})
     else:
         st.caption("No finished run matches yet.")
+    st.caption("Runs trained on this server only: an uploaded checkpoint (status *uploaded*) is listed above but "
+               "does not compete.")
 
 
 room()

@@ -21,12 +21,13 @@ ss.setdefault("draw_updates", 0)
 
 with st.container(width=290):
     entry = models.picker()
-    st.caption("Draw one digit:" if entry is None or entry.is_digits else "Draw a garment:")
+    what = "a digit" if entry is None or entry.is_digits else "a garment"
+    st.caption(f"Draw {what}:")
 if entry is not None and not entry.is_digits:
     st.info(f"**{entry.label}** was trained on Fashion-MNIST: it sees garments, not digits, "
             "and will name a piece of clothing for whatever you draw.", icon=":material/checkroom:")
 try:
-    drawing = draw_canvas.show(entry, "Draw a digit on the black canvas with your mouse, pen or finger: "
+    drawing = draw_canvas.show(entry, f"Draw {what} on the black canvas with your mouse, pen or finger: "
                                       "the prediction follows as you draw.", serving())
 except ValueError as e:
     st.error(f"That drawing could not be read ({e}); draw again.", icon=":material/error:")
@@ -41,8 +42,8 @@ ss["draw_last_id"] = drawing.number if drawing is not None else None
 
 if img is None:
     if not serving():  # (in a browser the canvas says it)
-        st.info("Draw a digit on the black canvas with your mouse (or finger): the prediction appears "
-                "here as soon as you lift the pen.", icon=":material/draw:")
+        st.info(f"Draw {what} on the black canvas with your mouse (or finger): the prediction appears here as "
+                "soon as you lift the pen.", icon=":material/draw:")
 elif entry is not None:  # (without a model, model_picker has said so)
     acts, probs = maps.forward(entry.model, image_to_tensor(img))
     p = probs[0]

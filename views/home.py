@@ -20,7 +20,8 @@ for col, (path, title, icon, what) in zip(st.columns(len(PAGES)), PAGES):
 
 EXERCISES = [
     ("Modernise LeNet: max pooling instead of average pooling, ReLU instead of sigmoid.",
-     "Trains the chapter's **classic** LeNet-5 and the **modern** one from the same seed, overlaid on Train.",
+     "Trains the chapter's **classic** LeNet-5 and the **modern** one from the same seed, side by side "
+     "(they share the server's workers), overlaid live on Train.",
      "Train classic and modern", "classic_vs_modern"),
     ("Change the network's size: kernel size, channels, conv and dense layers, learning rate, init, epochs.",
      "Trains the modern LeNet with 3×3, 5×5 and 7×7 kernels, one after the other, overlaid on Train; every other "
@@ -34,7 +35,7 @@ from lenet_app import exercises  # noqa: E402  (torch comes with it: after the t
 
 for i, (task, how, label, action) in enumerate(EXERCISES, 1):
     c1, c2 = st.columns([4, 1.4], vertical_alignment="center")
-    c1.markdown(f"**{i}. {task}** {how}")
+    c1.markdown(f"**{i}. {task}** {how}" + (exercises.how_long(action) or ""))
     c2.button(label, key=f"home.ex{i}", on_click=getattr(exercises, action), icon=":material/play_arrow:",
               width="stretch")
 if message := st.session_state.pop("home.message", None):
