@@ -11,6 +11,7 @@ import io
 import math
 import os
 import pickle
+import pickletools
 import re
 import secrets
 import warnings
@@ -35,6 +36,15 @@ FINAL_NUMBERS = {"test_accuracy": (0, 1), "test_loss": (0, math.inf), "train_tim
 
 class CheckpointError(ValueError):
     """A file that is not a usable LeNet Lab checkpoint; the message says why, for the user."""
+
+
+class ForeignTorchFile(CheckpointError):
+    """A torch file that loaded safely (tensors and plain data only) but is not a LeNet Lab
+    checkpoint: `payload` is what it holds, for the import of plain state dicts (imports.py)."""
+
+    def __init__(self, message: str, payload):
+        super().__init__(message)
+        self.payload = payload
 
 
 @dataclass
@@ -103,9 +113,30 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint, with_training: bo
     return Path(path)
 
 
-def _why_unreadable(source, error: Exception) -> str:
+def _pickled_module(source) -> bool:
+    """Whether a torch zip file holds a whole nn.Module (torch.save(model, ...)): its pickle names
+    the _parameters and _modules every module has. The opcodes are only listed, never run."""
+    try:
+        source.seek(0)
+        with zipfile.ZipFile(source) as z:
+            pkl = next(n for n in z.namelist() if n.endswith("/data.pkl"))
+            if z.getinfo(pkl).file_size > MAX_BYTES:
+                return False
+            names = {arg for _, arg, _ in pickletools.genops(z.read(pkl)) if isinstance(arg, str)}
+    except (OSError, ValueError, StopIteration, zipfile.BadZipFile, EOFError, RuntimeError):
+        return False
+    return {"_parameters", "_modules"} <= names
+
+
+def _why_unreadable(source, error: Exception, name: str = "model.pt") -> str:
     """What a file torch.load(weights_only=True) refused is, in words for the user."""
-    blocked = re.search(r"unsupported GLOBAL ([\w.]+)", str(error), re.IGNORECASE)
+    # torch words it "unsupported GLOBAL posix.system" or "Unsupported global: GLOBAL __main__.Net"
+    blocked = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", str(error), re.IGNORECASE)
+    if blocked and _pickled_module(source):
+        return (f"it holds a whole pickled model ({blocked.group(1)}, saved with torch.save(model, ...)), which "
+                "only loads by running code from the file, so it was refused and nothing in it was run. Where "
+                f"you trust it (in your notebook), save its weights instead: model = torch.load({name!r}, "
+                "weights_only=False), then torch.save(model.state_dict(), 'lenet.params'), and bring that file")
     if blocked:
         return (f"it asks to load Python objects ({blocked.group(1)}) besides tensors and plain data, "
                 "so it was refused and nothing in it was run")
@@ -148,9 +179,9 @@ def _read(source, name: str) -> dict:
             payload = torch.load(source, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, TypeError,
             AttributeError, ImportError, KeyError, IndexError, OSError) as e:
-        raise CheckpointError(f"{name} is not a LeNet Lab checkpoint: {_why_unreadable(source, e)}") from None
+        raise CheckpointError(f"{name} is not a LeNet Lab checkpoint: {_why_unreadable(source, e, name)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{name} is not a LeNet Lab checkpoint (it is a torch file of another kind)")
+        raise ForeignTorchFile(f"{name} is not a LeNet Lab checkpoint (it is a torch file of another kind)", payload)
     version = payload.get("version", 0)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise CheckpointError(f"{name} is damaged: its format version is {version!r:.40}")
