@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from lenet_core.checkpoint import CheckpointError
-from lenet_core.imports import POOL_WORDS, SAMPLE, SCALINGS, Architecture, check, read_file
+from lenet_core.imports import SAMPLE, SCALINGS, Architecture, check, read_file
 from lenet_core.model import ACTIVATIONS, POOLINGS
 
 from . import run_views, runs
@@ -94,10 +94,14 @@ def import_panel(filename: str, arch: Architecture) -> None:
                                key="train.import.dataset")
         st.caption("Not in the weights: pick them if you know them, or each is tried on test images and the "
                    "best taken.")
-        given = {"activation": _choice("Activation", ACTIVATIONS, "train.import.activation"),
-                 "pooling": _choice("Pooling", POOLINGS, "train.import.pooling", POOL_WORDS),
-                 "scaling": _choice("Input scaling", SCALINGS, "train.import.scaling", SCALING_LABELS,
-                                    help="How its images were scaled before the network saw them.")}
+        c1, c2 = st.columns(2)
+        with c1:
+            activation = _choice("Activation", ACTIVATIONS, "train.import.activation")
+        with c2:
+            pooling = _choice("Pooling", POOLINGS, "train.import.pooling", {"avg": "average", "max": "max"})
+        scaling = _choice("Input scaling", SCALINGS, "train.import.scaling", SCALING_LABELS,
+                          help="How its images were scaled before the network saw them.")
+        given = {"activation": activation, "pooling": pooling, "scaling": scaling}
         data, problem = get_data(dataset)
         result = None
         if data is None:
@@ -108,9 +112,9 @@ def import_panel(filename: str, arch: Architecture) -> None:
             st.markdown(f"**Check** on {best.count:,} test images, best first:")
             st.markdown("\n".join(f"- **{t.accuracy:.1%}** {markdown_text(t.label())}" + (" ← taken" if t is best
                                                                                           else "")
-                                  for t in result.trials[:5]))
+                                  for t in result.trials[:4]))
             if doubt := result.doubt():
-                st.warning(doubt[:1].upper() + doubt[1:] + ".")
+                st.warning(f"Note: {markdown_text(doubt)}.")
         c1, c2 = st.columns(2)
         c1.button("Add to my runs", type="primary", disabled=result is None, width="stretch", key="train.import.add",
                   on_click=_add, args=(filename, arch, data, result))

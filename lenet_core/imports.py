@@ -126,9 +126,9 @@ class Check:
     def doubt(self) -> str | None:
         """A warning when the sample cannot tell the best apart, or nothing fits."""
         best = self.best
-        if best.accuracy < 0.2:
-            return (f"no combination fits: the best gets {best.accuracy:.0%}, near chance; are these weights for "
-                    "this data set, with this layer order?")
+        if best.accuracy < 0.3:
+            return (f"no combination fits well: the best gets {best.accuracy:.0%} (chance is 10%); are these "
+                    "weights for this data set, with this layer order, and trained past chance?")
         if self.ties > 1:
             other = self.trials[1]
             differ = [w for w, a, b in (("activation", best.activation, other.activation), ("pooling", best.pooling,
