@@ -177,6 +177,18 @@ def problems_of(path: Path, deep: bool = True) -> list[str]:
     return list(_problems(Path(path), deep, _signature(path)))
 
 
+def add_import(arch, data, trial, check, filename: str) -> Run:
+    """A network brought in from a plain state dict (lenet_core.imports), as a run of this browser."""
+    from lenet_core.imports import import_run
+
+    who = session.owner()
+    _check_room(who)
+    name = session.clean_name(filename) + " (imported)"
+    run, _ = import_run(arch, data, trial, filename, runs_root(), name=name, check_result=check, owner=who,
+                        owner_name=session.display_name(who))
+    return run
+
+
 def can_control(info: RunInfo) -> bool:
     return info.owner == session.owner() or session.is_lecturer()
 

@@ -11,6 +11,7 @@ import io
 import math
 import os
 import pickle
+import pickletools
 import re
 import secrets
 import warnings
@@ -40,6 +41,15 @@ FINAL_NUMBERS = {"test_accuracy": (0, 1), "test_loss": (0, math.inf), "train_tim
 
 class CheckpointError(ValueError):
     """A file that is not a usable LeNet Lab checkpoint; the message says why, for the user."""
+
+
+class ForeignTorchFile(CheckpointError):
+    """A torch file that loaded safely (tensors and plain data only) but is not a LeNet Lab
+    checkpoint: `payload` is what it holds, for the import of plain state dicts (imports.py)."""
+
+    def __init__(self, message: str, payload):
+        super().__init__(message)
+        self.payload = payload
 
 
 @dataclass
@@ -108,9 +118,30 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint, with_training: bo
     return Path(path)
 
 
-def _why_unreadable(source, error: Exception) -> str:
+def _pickled_module(source) -> bool:
+    """Whether a torch zip file holds a whole nn.Module (torch.save(model, ...)): its pickle names
+    the _parameters and _modules every module has. The opcodes are only listed, never run."""
+    try:
+        source.seek(0)
+        with zipfile.ZipFile(source) as z:
+            pkl = next(n for n in z.namelist() if n.endswith("/data.pkl"))
+            if z.getinfo(pkl).file_size > MAX_BYTES:
+                return False
+            names = {arg for _, arg, _ in pickletools.genops(z.read(pkl)) if isinstance(arg, str)}
+    except (OSError, ValueError, StopIteration, zipfile.BadZipFile, EOFError, RuntimeError):
+        return False
+    return {"_parameters", "_modules"} <= names
+
+
+def _why_unreadable(source, error: Exception, name: str = "model.pt") -> str:
     """What a file torch.load(weights_only=True) refused is, in words for the user."""
-    blocked = re.search(r"unsupported GLOBAL ([\w.]+)", str(error), re.IGNORECASE)
+    # torch words it "unsupported GLOBAL posix.system" or "Unsupported global: GLOBAL __main__.Net"
+    blocked = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", str(error), re.IGNORECASE)
+    if blocked and _pickled_module(source):
+        return (f"it holds a whole pickled model ({blocked.group(1)}, saved with torch.save(model, ...)), which "
+                "only loads by running code from the file, so it was refused and nothing in it was run. Where "
+                f"you trust it (in your notebook), save its weights instead: model = torch.load({name!r}, "
+                "weights_only=False), then torch.save(model.state_dict(), 'lenet.params'), and bring that file")
     if blocked:
         return (f"it asks to load Python objects ({blocked.group(1)}) besides tensors and plain data, "
                 "so it was refused and nothing in it was run")
@@ -176,13 +207,15 @@ def safe_torch_load(source, name: str, *, limit: int | None = None, kind: str = 
             return torch.load(source, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, TypeError,
             AttributeError, ImportError, KeyError, IndexError, OSError, MemoryError) as e:
-        raise CheckpointError(f"{name} is not a LeNet Lab {kind}: {_why_unreadable(source, e)}") from None
+        raise CheckpointError(f"{name} is not a LeNet Lab {kind}: {_why_unreadable(source, e, name)}") from None
 
 
 def check_format(payload, name: str, format_name: str, version: int, kind: str = "checkpoint") -> dict:
-    """The payload as a mapping of LeNet Lab's `format_name`, of a version this one reads."""
+    """The payload as a mapping of LeNet Lab's `format_name`, of a version this one reads. A torch
+    file of another kind is a ForeignTorchFile, which holds the payload (a plain state dict may be
+    imported: imports.py)."""
     if not isinstance(payload, dict) or payload.get("format") != format_name:
-        raise CheckpointError(f"{name} is not a LeNet Lab {kind} (it is a torch file of another kind)")
+        raise ForeignTorchFile(f"{name} is not a LeNet Lab {kind} (it is a torch file of another kind)", payload)
     found = payload.get("version", 0)
     if not isinstance(found, int) or isinstance(found, bool) or found < 1:
         raise CheckpointError(f"{name} is damaged: its format version is {found!r:.40}")

@@ -273,13 +273,17 @@ def cmd_runs(args):
 
 
 def cmd_evaluate(args):
-    from .checkpoint import load_checkpoint
+    from .checkpoint import ForeignTorchFile, load_checkpoint
     from .runs import Run
     from .train import evaluate, resolve_device
     from .worker import dataset
 
     path = Path(args.checkpoint)
-    ckpt = Run(path).load_checkpoint() if path.is_dir() else load_checkpoint(path)
+    try:
+        ckpt = Run(path).load_checkpoint() if path.is_dir() else load_checkpoint(path)
+    except ForeignTorchFile as e:  # most often a state dict saved in a notebook: say how to bring it in
+        raise UsageError(f"{e}; if it holds a network's weights (torch.save(model.state_dict(), ...)), bring it in "
+                         f"with `lenet import {args.checkpoint} --dataset NAME`, then evaluate the run folder") from None
     data = dataset(args.dataset or ckpt.dataset, args.data_dir)
     result = evaluate(ckpt.model.to(resolve_device(args.device)), data.test_images, data.test_labels)
     print(f"{args.checkpoint}: {ckpt.dataset} model, evaluated on {data.name} test ({result['count']} images)")
@@ -403,6 +407,46 @@ def cmd_explain(args):
     return 0
 
 
+def cmd_import(args):
+    from .imports import SCALINGS, Architecture, check, import_run, read_file
+    from .runs import from_checkpoint, runs_root
+    from .worker import dataset
+
+    t0 = time.perf_counter()
+    found = read_file(args.file, args.file)
+    if not isinstance(found, Architecture):  # a LeNet Lab checkpoint: kept as it is, like an upload
+        run = from_checkpoint(found, runs_root(), name=args.name or Path(args.file).stem)
+        print(f"{args.file} is a LeNet Lab checkpoint; saved run to {run.path}")
+        if args.json:
+            print(json.dumps({"run": str(run.path), "test_accuracy": found.metrics.get("test_accuracy")}))
+        return 0
+    data = dataset(args.dataset, args.data_dir)
+    print(f"{args.file}: {found.layout}, read as")
+    for line in found.describe():
+        print(f"  {line}")
+    given = {"activation": args.activation, "pooling": args.pool, "scaling": args.input_scaling}
+    result = check(found, data, **given)
+    asked = [k for k, v in given.items() if v is None]
+    print(f"check on {result.best.count:,} {data.name} test images"
+          + (f" ({', '.join(asked)} not in the file: every combination tried, the best taken)" if asked else "") + ":")
+    for t in result.trials:
+        print(f"  {t.label():<48} {t.accuracy:6.1%}  loss {t.loss:.3f}" + ("   <- taken" if t is result.best else ""))
+    if doubt := result.doubt():
+        print(f"note: {doubt}")
+    run, test = import_run(found, data, result.best, args.file, runs_root(), name=args.name, check_result=result)
+    seconds = time.perf_counter() - t0
+    print(f"test accuracy {test['accuracy']:.4f} on {test['count']:,} test images ({result.best.label()}); "
+          f"imported in {seconds:.2f}s")
+    print(f"saved run to {run.path}")
+    if args.json:
+        print(json.dumps({"run": str(run.path), "test_accuracy": test["accuracy"], "test_loss": test["loss"],
+                          "count": test["count"], "activation": result.best.activation,
+                          "pooling": result.best.pooling, "scaling": result.best.scaling,
+                          "input": SCALINGS[result.best.scaling], "guessed": asked,
+                          "check": [t.to_dict() for t in result.trials], "seconds": round(seconds, 3)}))
+    return 0
+
+
 def _executor_flags(p):
     p.add_argument("--executor", default="here", choices=("here", "ray"),
                    help="train in this process (default), or on Ray (LENET_RAY_ADDRESS or --ray-address)")
@@ -470,6 +514,25 @@ def build_parser() -> Parser:
     x.add_argument("source", metavar="RUN_OR_CHECKPOINT")
     x.add_argument("--out", metavar="FILE", help="where to write it (default: NAME.onnx in this folder)")
     x.set_defaults(func=cmd_export)
+
+    from .imports import SCALING_HELP
+    from .model import ACTIVATIONS, POOLINGS
+
+    i = sub.add_parser("import", help="bring in a LeNet trained elsewhere (a plain PyTorch state dict) as a run",
+                       description="Reads the architecture from the weights (the chapter's net.N.*, an "
+                                   "nn.Sequential's N.*, or named layers such as conv1 ... fc3, alone or under "
+                                   "state_dict, model_state_dict or model). What the weights cannot say is given "
+                                   "by the flags below, or tried on 1,000 test images and the best taken.")
+    i.add_argument("file", metavar="FILE", help="saved with torch.save(model.state_dict(), FILE)")
+    i.add_argument("--dataset", required=True, choices=("fashion-mnist", "mnist"), help="what it was trained on")
+    i.add_argument("--name", help="the run's name (default: the file's name)")
+    i.add_argument("--activation", choices=tuple(ACTIVATIONS), help="default: tried")
+    i.add_argument("--pool", choices=tuple(POOLINGS), help="default: tried")
+    i.add_argument("--input-scaling", choices=("unit", "symmetric", "standardized"),
+                   help=f"how its images were scaled; default: tried. {SCALING_HELP}")
+    i.add_argument("--data-dir")
+    i.add_argument("--json", action="store_true", help="print the run folder and test accuracy as JSON on the last line")
+    i.set_defaults(func=cmd_import)
     return p
 
 

@@ -736,7 +736,8 @@ def from_checkpoint(ckpt: Checkpoint, root: str | os.PathLike | None = None, *, 
     compared, shown on every page and continued like a run trained here."""
     from .train import TrainState
 
-    run = Run.create(ckpt.config, root, name=name, origin={"upload": name}, **create)
+    origin = create.pop("origin", None) or {"upload": name}  # an import says where it came from (imports.py)
+    run = Run.create(ckpt.config, root, name=name, origin=origin, **create)
     steps = ckpt.steps.numpy() if len(ckpt.steps) else np.zeros((0, 2))
     try:
         # A long history is kept as the charts draw it (a mean per bucket of steps): a folder's size is
