@@ -21,7 +21,7 @@ from lenet_core.preprocess import SIZE, digit_from_rgba, png_data_url_to_rgba
 from .maps import DIVERGING, SEQUENTIAL
 from .models import ModelEntry
 from .onnx_models import checkpoint_version, warm
-from .server import ONNX_URL, ORT_URL
+from .routes import ONNX_URL, ORT_URL
 
 STATIC = Path(__file__).parent / "static"
 KEY = "draw_pad"

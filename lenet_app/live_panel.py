@@ -20,7 +20,7 @@ import streamlit as st
 from lenet_core.runs import Run, RunInfo, queue
 
 from . import curves
-from .server import LIVE_URL, PLOTLY_URL
+from .routes import LIVE_URL, PLOTLY_URL
 
 STATIC = Path(__file__).parent / "static"
 # How often a live panel reads its run (after a quick first point, see static/live_panel.js): each

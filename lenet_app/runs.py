@@ -18,7 +18,7 @@ from lenet_core.settings import declared
 from lenet_core.train import TrainConfig
 
 from . import session
-from .server import executor
+from .trainers import executor
 
 STATUS_LABELS = {"queued": "queued", "running": "training", "paused": "paused", "finished": "finished",
                  "stopped": "stopped", "diverged": "diverged", "failed": "failed", "interrupted": "interrupted"}

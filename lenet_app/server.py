@@ -9,13 +9,11 @@
   static/ort/), gzipped and cached by the browser."""
 from __future__ import annotations
 
-import atexit
 import contextlib
 import gzip
 import json
 import re
 import secrets
-import threading
 from pathlib import Path
 
 import plotly
@@ -25,46 +23,21 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from lenet_core.executors import Executor, make_executor
 from lenet_core.runs import Run, runs_root
 
+from .trainers import executor, stop_executor  # noqa: F401 (started and stopped here)
+from .routes import HEALTH_URL, LIVE_URL, ONNX_URL, ORT_URL, PLOTLY_URL
 from .session import COOKIE, owner_of
 
 COOKIE_MAX_AGE = 365 * 24 * 3600
 RUN_ID = re.compile(r"[\w.-]{1,120}")
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-LIVE_URL = "lenet/runs/{run_id}/live"
-PLOTLY_URL = "lenet/plotly.min.js"
-HEALTH_URL = "lenet/health"
-ORT_URL = "lenet/ort/"                     # + one of onnx_models.ORT_FILES
-ONNX_URL = "lenet/onnx/{source}/{name}.onnx"  # source: shipped or run; ?v= the checkpoint's version
 
-_executor: Executor | None = None
-_lock = threading.Lock()
 _serving = False  # True in a process started by app.py, whose routes the pages can use
 
 
 def serving() -> bool:
     return _serving
-
-
-def executor() -> Executor:
-    """This process's executor (LENET_EXECUTOR: the local pool by default), started on first use:
-    by the server's start-up, or by the first page that needs it when pages run without it (AppTest)."""
-    global _executor
-    with _lock:
-        if _executor is None:
-            _executor = make_executor().start(runs_root())
-            atexit.register(stop_executor)
-        return _executor
-
-
-def stop_executor() -> None:
-    global _executor
-    with _lock:
-        if _executor is not None:
-            _executor.shutdown()
-            _executor = None
 
 
 @contextlib.asynccontextmanager

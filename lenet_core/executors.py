@@ -358,17 +358,3 @@ class LocalPool(Executor):
                 p.kill()
                 p.join(5)
         self._monitor.join(1)
-
-
-def make_executor(kind: str | None = None, **options) -> Executor:
-    """The executor named by `kind` or LENET_EXECUTOR: "local" (the default) or "ray"."""
-    kind = (kind or os.environ.get("LENET_EXECUTOR") or "local").lower()
-    if kind == "local":
-        return LocalPool(**options)
-    if kind == "ray":
-        from .ray_executor import RayExecutor
-
-        return RayExecutor(**options)
-    raise ValueError(f"unknown executor {kind!r}: use local or ray")
-
-
