@@ -1,6 +1,5 @@
 """The run panel's live settings and steps by hand under AppTest (a pool of workers trains), and the
 marks they leave on the curves and in the runs table."""
-import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 from lenet_app import curves, server
 from lenet_app.runs import runs_table
 from lenet_core.runs import Run, list_runs
+from waiting import wait_for
 
 APP = Path(__file__).resolve().parents[1] / "lenet_lab.py"
 CHANGE = {"step": 30, "setting": "lr", "old": 0.1, "value": 0.9}
@@ -42,13 +42,6 @@ def runs_root(tmp_path, monkeypatch, tiny_data_dir, tmp_path_factory):
     monkeypatch.setenv("LENET_RUNS_DIR", str(tmp_path / "runs"))
     yield tmp_path / "runs"
     server.stop_executor()
-
-
-def wait_for(predicate, timeout=90):
-    t0 = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - t0 < timeout, "timed out"
-        time.sleep(0.1)
 
 
 def control(at, kind, label):

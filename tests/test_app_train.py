@@ -1,7 +1,6 @@
 """The Train page under AppTest: controls made from the setting declarations, values refused where
 they are typed, presets and scenarios as actions, and runs started into run folders that a pool of
 worker processes trains (the page never trains)."""
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from lenet_core.model import ModelConfig
 from lenet_core.runs import Run, list_runs
 from lenet_core.settings import declared
 from lenet_core.train import TrainConfig
+from waiting import wait_for
 
 APP = Path(__file__).resolve().parents[1] / "lenet_lab.py"
 
@@ -105,13 +105,6 @@ def test_a_lecture_scenario_sets_every_control_in_one_click(runs_root):
     assert next(s for s in at.slider if s.label == "Conv layers").value == 3
     assert widget_by_label(at, "Padding").value == "same" and widget_by_label(at, "Activation").value == "relu"
     assert any("28 → 14 → 7 → 3" in c.value for c in at.caption)
-
-
-def wait_for(predicate, timeout=90):
-    t0 = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - t0 < timeout, "timed out"
-        time.sleep(0.1)
 
 
 def test_start_puts_a_run_folder_in_the_queue_and_a_worker_trains_it(runs_root):

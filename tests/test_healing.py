@@ -22,6 +22,7 @@ from lenet_core.runs import Run, RunInfo, fair_order
 from lenet_core.train import TrainConfig
 from lenet_core.worker import train_run
 from synthetic import synthetic_idx
+from waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "lenet_lab.py"
@@ -32,15 +33,6 @@ SLOW = preset("modern").replace(conv_channels=(32, 32), dense_widths=(32,))
 def config(**kw):
     return TrainConfig(**{"model": SMALL, "dataset": "mnist", "lr": 0.05, "batch_size": 32, "epochs": 1,
                           "optimizer": "momentum", "device": "cpu", **kw})
-
-
-def wait_for(predicate, timeout=60.0, every=0.05):
-    t0 = time.monotonic()
-    while not predicate():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out after {timeout} s")
-        time.sleep(every)
-    return time.monotonic() - t0
 
 
 @pytest.fixture(scope="module")

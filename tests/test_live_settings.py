@@ -14,6 +14,7 @@ from lenet_core.runs import Run, describe_changes
 from lenet_core.train import Callback, Control, TrainConfig, Trainer, build_model
 from lenet_core.worker import FolderControl, train_run
 from synthetic import synthetic_idx
+from waiting import wait_for
 
 SMALL = ModelConfig(activation="relu", pooling="max", conv_channels=(4, 8), dense_widths=(32,))
 
@@ -160,13 +161,6 @@ def test_folder_control_reads_settings_and_steps_by_hand_once(tmp_path):
     run.request(advance={"id": "c", "steps": -3})  # damaged: never taken
     threading.Timer(0.3, lambda: run.request(pause=False)).start()
     assert control.wait_while_paused() is None
-
-
-def wait_for(predicate, timeout=30.0):
-    t0 = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - t0 < timeout, "timed out"
-        time.sleep(0.02)
 
 
 def test_a_run_folder_records_changes_and_keeps_them_across_a_resume(tmp_path, data_dir, capsys):

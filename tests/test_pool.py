@@ -12,6 +12,7 @@ from lenet_core.model import preset
 from lenet_core.runs import Run
 from lenet_core.train import TrainConfig
 from synthetic import synthetic_idx
+from waiting import wait_for
 
 # Slow enough per step (wide convs) that a run is still training when the test acts on it.
 SLOW = preset("modern").replace(conv_channels=(32, 32), dense_widths=(32,))
@@ -35,15 +36,6 @@ def pool(data_dir):
     wait_for(lambda: pool.ready, 60)
     yield pool
     pool.shutdown()
-
-
-def wait_for(predicate, timeout=30.0, every=0.02):
-    t0 = time.monotonic()
-    while not predicate():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out after {timeout} s")
-        time.sleep(every)
-    return time.monotonic() - t0
 
 
 def steps(run):

@@ -11,6 +11,7 @@ from lenet_core.model import preset
 from lenet_core.runs import Run
 from lenet_core.train import TrainConfig
 from synthetic import synthetic_idx
+from waiting import wait_for
 
 CONFIG = TrainConfig(model=preset("modern").replace(conv_channels=(4, 8), dense_widths=(32,)), dataset="mnist",
                      batch_size=32, epochs=2, lr=0.05, optimizer="momentum", device="cpu")
@@ -21,15 +22,6 @@ def data_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     synthetic_idx(root / "mnist", n_train=256, n_test=64)
     return root
-
-
-def wait_for(predicate, timeout=120.0):
-    import time
-
-    t0 = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - t0 < timeout, "timed out"
-        time.sleep(0.1)
 
 
 def contents(run: Run) -> dict:

@@ -14,17 +14,11 @@ from lenet_app.session import COOKIE, owner_of
 from lenet_core.model import preset
 from lenet_core.runs import Run
 from lenet_core.train import TrainConfig
+from waiting import wait_for
 
 TOKEN = "a-browser-of-the-test"
 CONFIG = TrainConfig(model=preset("modern").replace(conv_channels=(32, 32)), dataset="mnist", batch_size=8,
                      epochs=20, lr=0.05)
-
-
-def wait_for(predicate, timeout=60.0):
-    t0 = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - t0 < timeout, "timed out"
-        time.sleep(0.05)
 
 
 def env_for(app_env, tmp_path):
