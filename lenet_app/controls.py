@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lenet_core.model import MAX_CONV_LAYERS, PRESETS, ModelConfig
+from lenet_core.model import MAX_CONV_LAYERS, PRESETS, ModelConfig, nearest_preset
 from lenet_core.runs import RunInfo
-from lenet_core.settings import ConfigError, declared
+from lenet_core.settings import ConfigError, declared, in_words
 from lenet_core.train import TrainConfig
 
 KEY = "train."
@@ -120,14 +120,13 @@ def preset_note(model: ModelConfig | None) -> str:
     """Which preset the architecture controls match, or how they differ from the nearest."""
     if model is None:
         return ""
-    names = {n: m.label.lower() for n, (m, _) in declared(ModelConfig).items() if m.cli}
-    diffs = {p: [names[n] for n in names if getattr(cfg, n) != getattr(model, n)] for p, cfg in PRESETS.items()}
-    best = min(diffs, key=lambda p: len(diffs[p]))
+    best = nearest_preset(model)
+    differs = [meta.label.lower() for meta, _ in in_words(model, PRESETS[best], only_cli=True).values()]
     # "Your next run", not the run on show: beside a classic run training, "Matches modern" read
     # as a wrong description of that run.
-    if not diffs[best]:
+    if not differs:
         return f"Your next run: **{best}**, {PRESET_LABELS[best]}."
-    return f"Your next run: **{best}** with another {', '.join(diffs[best])}."
+    return f"Your next run: **{best}** with another {', '.join(differs)}."
 
 
 def apply_preset(name: str) -> None:

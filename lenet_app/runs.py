@@ -14,7 +14,7 @@ from pathlib import Path
 from lenet_core.checkpoint import Checkpoint, atomic_write
 from lenet_core.runs import (RESUMABLE, DiskFullError, Run, RunInfo, continue_from, describe, describe_changes,
                              disk_full_message, free_mb, from_checkpoint, list_runs, min_free_mb, queue, runs_root)
-from lenet_core.settings import declared
+from lenet_core.settings import in_words
 from lenet_core.train import TrainConfig
 
 from . import session
@@ -265,15 +265,8 @@ def delete(info: RunInfo) -> None:
 
 def flat_settings(config: TrainConfig) -> dict[str, str]:
     """Every declared setting of a run as text, by its short label."""
-    out = {}
-    for obj in (config.model, config):
-        for name, (meta, _) in declared(type(obj)).items():
-            if not meta.cli or name == "epochs":
-                continue
-            value = getattr(obj, name)
-            out[meta.short] = (", ".join(map(str, value)) or "none") if isinstance(value, tuple) else (
-                f"{value:g}" if isinstance(value, float) else str(value))
-    return out
+    words = {**in_words(config.model, only_cli=True), **in_words(config, only_cli=True, skip=("epochs",))}
+    return {meta.short: text for meta, text in words.values()}
 
 
 def runs_table(infos: list[RunInfo]) -> list[dict]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .settings import ConfigError, check_bounds, coerce, from_dict, setting
+from .settings import ConfigError, check_bounds, coerce, declared, from_dict, setting
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
 POOLINGS = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
@@ -134,6 +134,11 @@ PRESETS: dict[str, ModelConfig] = {
     "classic": ModelConfig(),
     "modern": ModelConfig(activation="relu", pooling="max"),  # the chapter's first exercise
 }
+
+
+def nearest_preset(model: ModelConfig) -> str:
+    """The preset that differs from `model` in the fewest settings."""
+    return min(PRESETS, key=lambda p: sum(getattr(PRESETS[p], k) != getattr(model, k) for k in declared(ModelConfig)))
 
 
 def preset(name: str) -> ModelConfig:

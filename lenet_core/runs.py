@@ -35,8 +35,8 @@ import torch
 from .checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from .run_files import (Problems, epoch_row, one_per_epoch, read_epochs, read_health, read_json,
                         read_steps)
-from .model import PRESETS
-from .settings import ConfigError, declared
+from .model import PRESETS, nearest_preset
+from .settings import ConfigError, in_words
 from .train import EpochMetrics, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -104,23 +104,15 @@ def clean_name(text) -> str:
     return text[:NAME_MAX]
 
 
+PLAIN = ("activation", "optimizer", "dataset")  # settings whose value says what they are: "relu", not "act relu"
+
+
 def describe(config: TrainConfig) -> str:
     """A name that says what a run is: its nearest preset and what differs, e.g. "classic · lr 0.3"."""
-    model_settings = declared(type(config.model))
-    base_name, base = min(PRESETS.items(), key=lambda p: sum(getattr(p[1], k) != getattr(config.model, k)
-                                                             for k in model_settings))
-    parts = [base_name]
-    for obj, ref in ((config.model, base), (config, TrainConfig())):
-        for name, (meta, _) in declared(type(obj)).items():
-            value = getattr(obj, name)
-            if value == getattr(ref, name) or name in ("device",):
-                continue
-            if isinstance(value, tuple):
-                value = ",".join(map(str, value)) or "none"
-            elif isinstance(value, float):
-                value = f"{value:g}"
-            parts.append(str(value) if name in ("activation", "optimizer", "dataset") else f"{meta.short} {value}")
-    return " · ".join(parts)
+    base = nearest_preset(config.model)
+    differs = {**in_words(config.model, PRESETS[base]), **in_words(config, TrainConfig(), skip=("device",))}
+    return " · ".join([base] + [text if name in PLAIN else f"{meta.short} {text}"
+                                for name, (meta, text) in differs.items()])
 
 
 class LossCurve:

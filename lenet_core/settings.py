@@ -46,6 +46,22 @@ def declared(cls) -> dict[str, tuple[Setting, type]]:
     return {f.name: (f.metadata["setting"], hints[f.name]) for f in dataclasses.fields(cls) if "setting" in f.metadata}
 
 
+def value_text(value) -> str:
+    """A setting's value as run names, the runs table and the CLI show it: "0.3", "6,16", "none"."""
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def in_words(obj, ref=None, *, skip=(), only_cli: bool = False) -> dict[str, tuple[Setting, str]]:
+    """name -> (its declaration, its value as text) for each declared setting of `obj`, a settings
+    dataclass; with `ref`, only those whose value differs from `ref`'s. The one walk from settings
+    to text: run names, the runs table, the controls' preset note and the CLI use it."""
+    return {name: (meta, value_text(getattr(obj, name))) for name, (meta, _) in declared(type(obj)).items()
+            if name not in skip and (meta.cli or not only_cli)
+            and (ref is None or getattr(obj, name) != getattr(ref, name))}
+
+
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
