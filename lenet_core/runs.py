@@ -24,7 +24,6 @@ import logging
 import os
 import secrets
 import shutil
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,9 @@ import torch
 from .checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from .run_files import (Problems, epoch_row, one_per_epoch, read_epochs, read_health, read_json,
                         read_steps)
+from .loss_curve import LossCurve
 from .model import PRESETS, nearest_preset
+from .processes import process_alive, this_process
 from .settings import ConfigError, in_words
 from .train import EpochMetrics, TrainConfig
 
@@ -46,7 +47,6 @@ LIVE = ("queued", "running", "paused")
 RESUMABLE = ("stopped", "interrupted", "failed")
 HEARTBEAT_S = 5.0          # a training process rewrites status.json at least this often
 STALE_AFTER_S = 60.0       # a run on another machine silent this long is taken as interrupted
-CURVE_POINTS = 500         # the drawn loss curve's most points, whatever the run's length
 UPLOAD_STEP_ROWS = 5_000   # the most loss-per-step rows an uploaded checkpoint's run folder keeps
 
 
@@ -62,37 +62,6 @@ def _write_json(path: Path, obj) -> None:
 def _read_json(path: Path, default=None):
     """A JSON file outside a Run's own reading (e.g. a claim), missing or damaged as `default`."""
     return read_json(path, Problems(), default)
-
-
-def _process_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def this_process() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid())}
-
-
-def process_alive(proc: dict) -> bool | None:
-    """Whether the process described by this_process() still runs; None when it is on another host."""
-    if not isinstance(proc, dict) or proc.get("host") != socket.gethostname():
-        return None
-    pid = proc.get("pid")
-    if not isinstance(pid, int):
-        return False
-    if Path("/proc").is_dir():
-        return _process_start(pid) is not None and _process_start(pid) == proc.get("start")
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
 
 
 NAME_MAX = 80
@@ -113,41 +82,6 @@ def describe(config: TrainConfig) -> str:
     differs = {**in_words(config.model, PRESETS[base]), **in_words(config, TrainConfig(), skip=("device",))}
     return " · ".join([base] + [text if name in PLAIN else f"{meta.short} {text}"
                                 for name, (meta, text) in differs.items()])
-
-
-class LossCurve:
-    """The loss per step in at most `points` buckets of equal width (a power of two steps), each
-    holding its mean: when the buckets run out, neighbours merge and the width doubles. What a page
-    draws stays this size however long the run; the full record stays in steps.csv."""
-
-    def __init__(self, points: int = CURVE_POINTS):
-        self.points, self.width = points, 1
-        self.steps: list[int] = []    # each bucket's last step
-        self.sums: list[float] = []
-        self.counts: list[int] = []
-
-    def add(self, step: int, loss: float) -> None:
-        if self.counts and self.counts[-1] < self.width and step > self.steps[-1]:
-            self.steps[-1], self.sums[-1], self.counts[-1] = step, self.sums[-1] + loss, self.counts[-1] + 1
-        else:
-            self.steps.append(step), self.sums.append(loss), self.counts.append(1)
-        if len(self.steps) > self.points:
-            self.width *= 2
-            pairs = range(0, len(self.steps) - 1, 2)
-            last = [] if len(self.steps) % 2 == 0 else [len(self.steps) - 1]
-            self.steps = [self.steps[i + 1] for i in pairs] + [self.steps[i] for i in last]
-            self.sums = [self.sums[i] + self.sums[i + 1] for i in pairs] + [self.sums[i] for i in last]
-            self.counts = [self.counts[i] + self.counts[i + 1] for i in pairs] + [self.counts[i] for i in last]
-
-    @classmethod
-    def of(cls, steps, losses, points: int = CURVE_POINTS) -> LossCurve:
-        curve = cls(points)
-        for s, v in zip(np.asarray(steps).tolist(), np.asarray(losses).tolist()):
-            curve.add(s, v)
-        return curve
-
-    def to_dict(self) -> dict:
-        return {"step": self.steps, "loss": [s / c for s, c in zip(self.sums, self.counts)], "width": self.width}
 
 
 @dataclass

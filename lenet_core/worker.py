@@ -12,7 +12,9 @@ import traceback
 from .checkpoint import Checkpoint, CheckpointError
 from .data import DataUnavailableError, ImageData, load_dataset
 from .recording import recorders
-from .runs import HEARTBEAT_S, LossCurve, Run, this_process
+from .loss_curve import LossCurve
+from .processes import this_process
+from .runs import HEARTBEAT_S, Run
 from .settings import ConfigError
 from .train import (Callback, EpochMetrics, FitResult, Trainer, TrainState, build_model, device_label,
                     plateau_note)

@@ -103,7 +103,7 @@ def test_a_student_cannot_stop_pause_or_delete_anothers_run(room, monkeypatch):
 
 def in_progress(root, token, name, epochs_done=5, val_acc=0.65):
     """A run half-way through (written as its trainer writes it), its trainer's claim this process."""
-    from lenet_core.runs import this_process
+    from lenet_core.processes import this_process
     from lenet_core.train import EpochMetrics
 
     run = Run.create(TrainConfig(), root, owner=owner_of(token), name=name)

@@ -19,7 +19,9 @@ from browser import SCREENSHOT_DIR, screenshot, wait_for_app
 from lenet_app.runs import PALETTE
 from lenet_app.session import COOKIE, owner_of
 from lenet_core.model import preset
-from lenet_core.runs import LossCurve, Run, this_process
+from lenet_core.loss_curve import LossCurve
+from lenet_core.processes import this_process
+from lenet_core.runs import Run
 from lenet_core.train import EpochMetrics, TrainConfig
 
 expect.set_options(timeout=30_000)  # pages that load models on a busy 2-core machine take seconds

@@ -11,9 +11,10 @@ import torch
 
 from lenet_core.checkpoint import Checkpoint
 from lenet_core.model import preset
-from lenet_core.runs import Run, describe, list_runs, process_alive, queue, this_process
+from lenet_core.processes import process_alive, this_process
+from lenet_core.runs import Run, describe, list_runs, queue
 from lenet_core.train import EpochMetrics, TrainConfig, build_model
-from lenet_core.runs import LossCurve
+from lenet_core.loss_curve import LossCurve
 from lenet_core.worker import train_run
 from synthetic import synthetic_idx
 
