@@ -4,7 +4,7 @@ epoch by epoch."""
 import streamlit as st
 
 from lenet_app import activation_views as views
-from lenet_app import models
+from lenet_app import feature_views, models
 from lenet_app.datasets import get_data
 
 st.title("Activations")
@@ -18,8 +18,9 @@ with c_model:
 if entry is None:
     st.stop()
 with c_view:
-    views.set_choice("act_view", views.VIEWS, views.VIEWS[0])
-    view = st.segmented_control("View", views.VIEWS, key="act_view", required=True, persist_state=views.KEEP)
+    views.set_choice("act_view", views.VIEWS + feature_views.VIEWS, views.VIEWS[0])
+    view = st.segmented_control("View", views.VIEWS + feature_views.VIEWS, key="act_view", required=True,
+                                persist_state=views.KEEP)
 with c_display:
     display = views.display_options()
 
@@ -28,5 +29,10 @@ if view == "One input":
     views.one_input(entry, data, data_error, display)
 elif view == "Compare two inputs":
     views.compare(entry, data, data_error, display)
-else:
+elif view == "Epoch by epoch":
     views.epochs(entry)
+    feature_views.epochs_map(entry)
+elif view == feature_views.VIEWS[0]:
+    feature_views.test_set_map(entry, data, data_error)
+else:
+    feature_views.top_images_view(entry, data, data_error)
