@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from lenet_core import feature_map as fmap
 from lenet_core import top_images as tops
-from lenet_core.data import cache_dir
+from lenet_core.data import DATASETS, cache_dir
 from lenet_core.feature_frames import FILE as FEATURES_FILE
 from lenet_core.feature_frames import load_features
 from lenet_core.train import as_input
@@ -276,8 +276,10 @@ def training_map(run_path, classes, key: str, model_key: str | None, dataset: st
     if rec is None:
         return False
     epochs = rec["epochs"]
-    if ss.get(f"{key}.epoch") not in epochs:
+    # Follow a training run: whoever was looking at the latest epoch sees the new one.
+    if ss.get(f"{key}.epoch") not in epochs or ss.get(f"{key}.epoch") == ss.get(f"{key}.latest"):
         ss[f"{key}.epoch"] = epochs[-1]
+    ss[f"{key}.latest"] = epochs[-1]
     epoch = st.select_slider("Epoch", epochs, key=f"{key}.epoch",
                              help="0 is before training. One projection (PCA, fitted on the latest epoch) for "
                                   "every epoch, so what moves is the network.")
@@ -294,6 +296,26 @@ def training_map(run_path, classes, key: str, model_key: str | None, dataset: st
     else:
         _chart(fig, f"{key}.chart", model_key, dataset, switch=not on_activations)
     return True
+
+
+def train_panel(info, refresh_s: float) -> None:
+    """On Train, below the run on show: its map over training, following it while it trains."""
+    if not st.toggle("The test set's map, epoch by epoch: watch the classes pull apart", key="train.fmap",
+                     persist_state="session",
+                     help="1,000 test images (100 per class) placed by the last hidden layer, recorded at every "
+                          "epoch's end. A click on a point opens that image on Activations."):
+        return
+    classes = DATASETS[info.config.dataset][2]
+    model_key = f"run:{info.id}" if (info.path / "checkpoint.pt").exists() else None
+
+    @st.fragment(run_every=refresh_s if info.live else None)
+    def body():
+        if not training_map(info.path, classes, "train.fmap", model_key, info.config.dataset, on_activations=False):
+            st.caption("Nothing recorded yet: the first map is written when the run starts (runs trained before "
+                       "this version of LeNet Lab have none).")
+        follow_click()
+
+    body()
 
 
 def epochs_map(entry) -> None:
