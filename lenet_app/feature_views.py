@@ -30,7 +30,7 @@ from lenet_core.train import as_input
 from .datasets import missing_data_markdown
 
 ss = st.session_state
-VIEWS = ("Test-set map", "What excites each channel")
+VIEWS = ("Test-set map", "Top images")
 ACTIVATIONS = "views/activations.py"
 # Ten colours that stay apart on a projector (Plotly's D3 set).
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -55,23 +55,33 @@ def request_image(model_key: str, dataset: str, index: int) -> None:
     ss["activations_request"] = {"model_key": model_key, "dataset": dataset, "index": int(index), "saliency": True}
 
 
-def clicked_index(selection) -> int | None:
-    """The test index of a clicked point (customdata[0]) in a plotly selection event, or None
-    for a box or lasso selection and for anything malformed."""
+def clicked_index(selection, traces: list | None = None) -> int | None:
+    """The test index of a clicked point in a plotly selection event: its customdata[0], or else
+    `traces[curve_number][point_index]`.
+    None for a box or lasso selection and for anything malformed."""
     selection = selection or {}
     if selection.get("box") or selection.get("lasso"):
         return None
     for point in selection.get("points") or []:
-        custom = point.get("customdata") if isinstance(point, dict) else None
+        if not isinstance(point, dict):
+            continue
+        custom = point.get("customdata")
         try:
-            return int(custom[0] if isinstance(custom, (list, tuple)) else custom)
-        except (TypeError, ValueError, IndexError):
+            if isinstance(custom, dict):   # a typed array's row arrives as {"0": value, ...}
+                custom = custom.get("0")
+            if custom is not None:
+                return int(custom[0] if isinstance(custom, (list, tuple)) else custom)
+            if traces is not None:
+                curve, i = int(point["curve_number"]), int(point["point_index"])
+                if 0 <= curve < len(traces) and 0 <= i < len(traces[curve]):
+                    return int(traces[curve][i])
+        except (TypeError, ValueError, IndexError, KeyError):
             continue
     return None
 
 
 def _on_click(key: str, model_key: str, dataset: str, switch: bool) -> None:
-    index = clicked_index((ss.get(key) or {}).get("selection"))
+    index = clicked_index((ss.get(key) or {}).get("selection"), ss.get(f"{key}.indices"))
     if index is not None:
         request_image(model_key, dataset, index)
         ss["feature_views.switch"] = switch
@@ -107,6 +117,8 @@ def scatter_figure(coords: np.ndarray, labels: np.ndarray, predictions: np.ndarr
             x=coords[keep, 0], y=coords[keep, 1], mode="markers", name=name,
             marker=dict(color=COLOURS[c % len(COLOURS)], size=np.where(w, 8, 5),
                         symbol=np.where(w, "x", "circle"), opacity=0.75, line=dict(width=0)),
+            # A click selects a point; nothing should fade, since the click opens it elsewhere.
+            selected=dict(marker=dict(opacity=0.75)), unselected=dict(marker=dict(opacity=0.75)),
             customdata=indices[keep][:, None], text=[names[p] for p in predictions[keep]],
             hovertemplate=(f"test image #%{{customdata[0]}}<br>true <b>{name}</b>, model says <b>%{{text}}</b>"
                            "<br><i>click to open it in Activations</i><extra></extra>")))
@@ -121,6 +133,7 @@ def scatter_figure(coords: np.ndarray, labels: np.ndarray, predictions: np.ndarr
 
 
 def _chart(fig, key: str, model_key: str, dataset: str, switch: bool) -> None:
+    ss[f"{key}.indices"] = [np.asarray(t.customdata).reshape(-1).tolist() for t in fig.data]
     st.plotly_chart(fig, key=key, on_select=partial(_on_click, key, model_key, dataset, switch),
                     selection_mode="points", config={"displayModeBar": False, "scrollZoom": True})
 

@@ -42,6 +42,11 @@ def test_mistakes_only_and_clicked_index():
     assert feature_views.clicked_index({"points": [{"customdata": [17]}], "box": [{"x": [0, 1]}]}) is None
     assert feature_views.clicked_index({"points": [{"customdata": "x"}]}) is None
     assert feature_views.clicked_index(None) is None
+    assert feature_views.clicked_index({"points": [{"customdata": {"0": 19}}]}) == 19   # as Chromium sent it
+    # Without customdata, the trace and the position name the point.
+    gl = {"points": [{"curve_number": 1, "point_index": 2}], "box": [], "lasso": []}
+    assert feature_views.clicked_index(gl, [[5, 6], [7, 8, 9]]) == 9
+    assert feature_views.clicked_index({"points": [{"curve_number": 4, "point_index": 0}]}, [[5]]) is None
     coords = np.zeros((6, 2), np.float32)
     labels, preds = np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 1, 1, 0, 2])
     fig = feature_views.scatter_figure(coords, labels, preds, ["a", "b", "c"], mistakes_only=True)
@@ -72,7 +77,7 @@ def test_slow_projection_runs_in_the_background_and_is_cached(with_data):
 
 def test_top_images_view(with_data):
     run = with_data["recorded"]
-    at = open_page({"act_view": "What excites each channel"}, model=f"run:{run.id}")
+    at = open_page({"act_view": "Top images"}, model=f"run:{run.id}")
     assert not at.exception
     assert at.selectbox(key="top.layer").value == "conv1_act"
     fig = chart(at, "top.chart")
