@@ -333,8 +333,11 @@ def train_panel(info, refresh_s: float) -> None:
 
 def epochs_map(entry) -> None:
     """On Activations' Epoch by epoch view, below the scrubber: the run's map over training."""
-    if entry.path is not None and recording_of(entry.path) is not None:
-        st.subheader("The test set's map, epoch by epoch", divider="gray")
+    if entry.path is None or recording_of(entry.path) is None:
+        return
+    if st.toggle("The test set's map, epoch by epoch: watch the classes pull apart", key="act.fmap",
+                 persist_state="session", help="1,000 test images (100 per class) placed by the last hidden layer, "
+                                               "recorded at every epoch's end. A click opens that image."):
         training_map(entry.path, entry.classes, "act.fmap", entry.key, entry.dataset, on_activations=True)
 
 
