@@ -36,7 +36,6 @@ from pathlib import Path
 import torch
 
 from .checkpoint import atomic_write
-from .diagnostics import one_thread
 from .feature_map import hidden_layer
 from .model import LeNet, ModelConfig
 from .train import as_input
@@ -127,13 +126,13 @@ class FeatureRecorder:
         model.eval()
         stop = hidden_layer(model)
         try:
-            with one_thread():
-                h = as_input(self.images).to(device=weight.device, dtype=weight.dtype)
-                for name, layer in model.net.named_children():
-                    h = layer(h)
-                    if name == stop:
-                        feats = h.to("cpu", DTYPE).contiguous()
-                preds = h.argmax(1).to("cpu", torch.uint8)
+            # All of the trainer's threads: 1,000 images are a real batch (the probes' 20 are not).
+            h = as_input(self.images).to(device=weight.device, dtype=weight.dtype)
+            for name, layer in model.net.named_children():
+                h = layer(h)
+                if name == stop:
+                    feats = h.to("cpu", DTYPE).contiguous()
+            preds = h.argmax(1).to("cpu", torch.uint8)
         finally:
             model.train(was_training)
         return feats, preds

@@ -114,3 +114,13 @@ def test_views_without_data_explain(without_data):
         at = open_page({"act_view": view}, model=f"run:{run.id}")
         assert not at.exception
         assert any("LENET_DATA_DIR" in w.value for w in at.warning)
+
+
+def test_evaluate_links_to_the_map(with_data):
+    at = open_page()
+    at.switch_page("views/evaluate.py").run()
+    assert not at.exception
+    at.button(key="open_map").click().run()
+    assert not at.exception
+    assert at.segmented_control(key="act_view").value == "Test-set map"
+    assert "map.chart" in chart_keys(at)
