@@ -1,5 +1,5 @@
 """What a run records besides its losses, for the views no other CNN demo has: the probe frames
-behind the epoch scrubber (probes.pt), the health of every layer while it trains (health.jsonl:
+behind the epoch scrubber (probes.pt), the map over training (features.pt), the health of every layer while it trains (health.jsonl:
 saturated and dead units, gradient sizes), and TensorBoard event files of its scalars, so that
 `tensorboard --logdir runs` shows LeNet Lab's runs beside other projects'."""
 from __future__ import annotations
@@ -9,6 +9,8 @@ import time
 
 from .data import ImageData
 from .diagnostics import gradient_norms, layer_health
+from .feature_frames import FILE as FEATURES_FILE
+from .feature_frames import FeatureRecorder
 from .probes import ProbeRecorder, probe_set
 from .runs import Run
 from .train import Callback, EpochMetrics, FitResult, TrainState
@@ -43,6 +45,30 @@ class Probes(Callback):
     def on_epoch_end(self, metrics: EpochMetrics, state: TrainState, model):
         self.recorder.record(state.epoch, model)
         self.recorder.save(self.run.path / "probes.pt")
+
+
+class Features(Callback):
+    """features.pt: the last hidden layer's output of a fixed sample of test images, at epoch 0
+    and each epoch's end (the map over training; lenet_core/feature_frames.py)."""
+
+    def __init__(self, run: Run, data: ImageData):
+        self.run, self.data = run, data
+
+    def on_fit_start(self, trainer, state: TrainState):
+        path, model = self.run.path / FEATURES_FILE, trainer.model
+        if state.epoch and path.exists():
+            try:
+                self.recorder = FeatureRecorder.resume(path, model.config, state.epoch, self.data.test_images)
+                return
+            except (ValueError, OSError):
+                pass  # a damaged file: record afresh from here
+        self.recorder = FeatureRecorder.for_data(model.config, self.data.test_images, self.data.test_labels)
+        self.recorder.record(state.epoch, model)
+        self.recorder.save(path)
+
+    def on_epoch_end(self, metrics: EpochMetrics, state: TrainState, model):
+        self.recorder.record(state.epoch, model)
+        self.recorder.save(self.run.path / FEATURES_FILE)
 
 
 class Health(Callback):
@@ -107,4 +133,4 @@ class TensorBoard(Callback):
 
 def recorders(run: Run, data: ImageData) -> tuple[list[Callback], Health]:
     health = Health(run, data)
-    return [Probes(run, data), health, TensorBoard(run)], health
+    return [Probes(run, data), Features(run, data), health, TensorBoard(run)], health

@@ -4,7 +4,7 @@ epoch by epoch."""
 import streamlit as st
 
 from lenet_app import activation_views as views
-from lenet_app import models, unit_view
+from lenet_app import feature_views, models, unit_view
 from lenet_app.datasets import get_data
 
 st.title("Activations")
@@ -12,15 +12,17 @@ st.caption("Exercise 3 of the LeNet chapter: display the activations of the firs
            "for different inputs, e.g. sweaters (pullovers) and coats.")
 views.honour_request(models.available_models(), get_data)
 
-c_model, c_view, c_display = st.columns([2.2, 2.4, 0.8], vertical_alignment="bottom")
-with c_model:
+# One row that wraps where it is too narrow for all the views (a 1024-pixel projector).
+row = st.container(horizontal=True, vertical_alignment="bottom")
+with row.container(width=340):
     entry = models.picker()
 if entry is None:
     st.stop()
-with c_view:
-    views.set_choice("act_view", views.VIEWS, views.VIEWS[0])
-    view = st.segmented_control("View", views.VIEWS, key="act_view", required=True, persist_state=views.KEEP)
-with c_display:
+with row.container(width="content"):
+    views.set_choice("act_view", views.VIEWS + feature_views.VIEWS, views.VIEWS[0])
+    view = st.segmented_control("View", views.VIEWS + feature_views.VIEWS, key="act_view", required=True,
+                                persist_state=views.KEEP)
+with row.container(width="content"):
     display = views.display_options()
 
 data, data_error = get_data(entry.dataset)
@@ -29,5 +31,10 @@ if view == "One input":
         unit_view.show(entry.model, x)  # click a value of a map: how it is computed
 elif view == "Compare two inputs":
     views.compare(entry, data, data_error, display)
-else:
+elif view == "Epoch by epoch":
     views.epochs(entry)
+    feature_views.epochs_map(entry)
+elif view == feature_views.VIEWS[0]:
+    feature_views.test_set_map(entry, data, data_error)
+else:
+    feature_views.top_images_view(entry, data, data_error)

@@ -1,7 +1,7 @@
 import streamlit as st
 
 from lenet_app import evaluation as eval_view
-from lenet_app import models
+from lenet_app import feature_views, models
 from lenet_app.datasets import DATASET_LABELS, get_data, missing_data_markdown
 
 st.title("Evaluate")
@@ -39,6 +39,7 @@ with right:
     st.subheader("Accuracy per class")
     st.caption("Share of each class's test images the model got right.")
     st.plotly_chart(eval_view.per_class_figure(ev), key="per_class", config={"displayModeBar": False})
+    feature_views.open_map_button()
 
 heading = st.container()  # filled once the filters say what the gallery shows
 true_class, predicted, order, seed = eval_view.gallery_filters(ev)

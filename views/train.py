@@ -1,7 +1,7 @@
 """Train: set up a LeNet, train it on the server's workers, watch it learn, compare runs."""
 import streamlit as st
 
-from lenet_app import controls, live_panel, run_views, runs, session
+from lenet_app import controls, feature_views, live_panel, run_views, runs, session
 from lenet_app.server import serving
 from lenet_app.datasets import device_info, forget_data_failures, get_data, missing_data_markdown
 from lenet_app.uploads import upload_box
@@ -87,5 +87,6 @@ with right:
                          serving())
     else:
         run_views.panel(shown)
+        feature_views.train_panel(shown, run_views.REFRESH_S)
 
 run_views.runs_section()
