@@ -305,6 +305,9 @@ def cmd_export(args):
     written = export(source, out)
     print(f"wrote {written} ({written.stat().st_size:,} bytes): class probabilities and the first conv layers' maps; "
           "open it in Netron or run it with onnxruntime")
+    return 0
+
+
 def find_run(text: str):
     """A run folder by path, or by id under the runs root; UsageError when neither is one."""
     from .runs import Run, runs_root

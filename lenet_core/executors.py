@@ -281,11 +281,16 @@ class LocalPool(Executor):
                 del self.beside[i]
         idle = [i for i in free if i < self.workers and i not in self.beside]
         spare = [i for i in free if i >= self.workers and i not in self.beside.values()]
-        fresh = any(t > self._scanned for t in self.submitted.values())
-        if not idle or self._closing or (not fresh and time.monotonic() - self._scanned < self.SCAN_S):
-            return
-        self._scanned = time.monotonic()
+        # Runs handed to this pool and not yet taken are dispatched as soon as a worker is free; the
+        # folder itself (runs of other servers, runs the disk stopped) is looked at every SCAN_S.
         taken = set(self.assigned.values()) | set(self.current.values())
+        waiting_here = [p for p in self.submitted if p not in taken]
+        if not idle or self._closing or (not waiting_here and time.monotonic() - self._scanned < self.SCAN_S):
+            return
+        for path in waiting_here:  # handed here but deleted, or taken by another server meanwhile
+            if Run(path).status().get("status") != "queued":
+                self.submitted.pop(path, None)
+        self._scanned = time.monotonic()
         candidates, others = [], []
         for root in list(self.roots):
             if free_mb(root) < min_free_mb():

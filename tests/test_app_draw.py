@@ -330,7 +330,7 @@ def run_folders(no_data, monkeypatch, tmp_path):
 
 def test_run_folders_are_offered_to_their_browser_and_used(run_folders):
     """Runs from the command line (no owner) are offered to every browser, a browser's own runs
-    only to it; a folder whose checkpoint is damaged is left out, silently."""
+    only to it; a folder whose checkpoint is damaged is left out of the choice, and named with why."""
     at = open_draw("browser-a")
     labels = at.selectbox(key="model").options
     assert at.selectbox(key="model").value == "shipped:digits"  # the shipped model stays the default
@@ -338,7 +338,8 @@ def test_run_folders_are_offered_to_their_browser_and_used(run_folders):
     assert any(label.startswith("mine (your run, MNIST digits") for label in labels), labels
     assert any(label.startswith("mine too (your run, MNIST digits") for label in labels), labels
     assert not any(label.startswith(("theirs", "broken")) for label in labels), labels
-    assert not at.warning and not at.error
+    assert not at.error
+    assert [w.value.startswith("Not offered, its weights cannot be opened: **broken**") for w in at.warning] == [True]
 
     at.selectbox(key="model").set_value(f"run:{run_folders['cli'].id}").run()
     draw(at, "7")

@@ -71,13 +71,10 @@ def test_a_pair_asked_for_together_trains_side_by_side_and_the_queue_waits_for_b
     wait_for(lambda: len(pool.ready) == len(pool.procs), 60)
     pool.submit_together(pair)
     pool.submit(later)
-    # Both learn at once: each has steps before either has ended.
-    wait_for(lambda: all(steps(r) > 3 for r in pair) or not all(r.info().live for r in pair), 90)
-    assert all(r.info().live for r in pair) and all(steps(r) > 3 for r in pair)
-    assert later.info().status == "queued"
     wait_for(lambda: later.info().status == "finished", 180)
     infos = [r.info() for r in pair]
     assert [i.status for i in infos] == ["finished"] * 2
+    assert max(i.started for i in infos) < min(i.ended for i in infos)  # both learned at once, side by side
     assert later.info().started >= max(i.ended for i in infos)  # one job at a time: the pair, then the next
     assert "1 thread" in infos[0].device and "1 thread" in infos[1].device  # the cores split between them
 

@@ -22,7 +22,7 @@ ss.setdefault("draw_updates", 0)
 with st.container(width=290):
     entry = models.picker()
     what = "a digit" if entry is None or entry.is_digits else "a garment"
-    st.caption(f"Draw {what}:")
+    st.caption("Draw one digit:" if what == "a digit" else "Draw a garment:")
 if entry is not None and not entry.is_digits:
     st.info(f"**{entry.label}** was trained on Fashion-MNIST: it sees garments, not digits, "
             "and will name a piece of clothing for whatever you draw.", icon=":material/checkroom:")
