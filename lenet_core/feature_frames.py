@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from .frames import add_frame, thin
 from .checkpoint import atomic_write
 from .feature_map import hidden_layer
 from .model import LeNet, ModelConfig
@@ -102,22 +103,10 @@ class FeatureRecorder:
         if model.config != self.config:
             raise ValueError(f"this recorder is for {self.config}, not for a model of {model.config}")
         epoch = int(epoch)
-        for e in [e for e in self._frames if e >= epoch]:
-            del self._frames[e]
-        frame = self._capture(model)
-        if self._frames:  # the previous latest was kept only for being the latest
-            latest = max(self._frames)
-            if latest % self.stride:
-                del self._frames[latest]
-        self._frames[epoch] = frame
-        self._thin()
+        self.stride = add_frame(self._frames, epoch, self._capture(model), self.stride, self.max_frames)
 
     def _thin(self) -> None:
-        latest = max(self._frames, default=0)
-        while len(self._frames) > self.max_frames:
-            self.stride *= 2
-            for e in [e for e in self._frames if e % self.stride and e != latest]:
-                del self._frames[e]
+        self.stride = thin(self._frames, self.stride, self.max_frames)
 
     @torch.inference_mode()
     def _capture(self, model: LeNet) -> tuple[torch.Tensor, torch.Tensor]:

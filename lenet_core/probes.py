@@ -57,6 +57,7 @@ from pathlib import Path
 
 import torch
 
+from .frames import add_frame, thin
 from .checkpoint import CheckpointError, atomic_write, check_format, safe_torch_load
 from .data import ImageData
 from .diagnostics import one_thread
@@ -150,24 +151,10 @@ class ProbeRecorder:
         if model.config != self.config:
             raise ValueError(f"this recorder is for {self.config}, not for a model of {model.config}")
         epoch = int(epoch)
-        for e in [e for e in self._frames if e >= epoch]:
-            del self._frames[e]
-        frame = self._capture(model)
-        # The previous latest frame was kept only for being the latest; drop it off the spacing.
-        if self._frames:
-            latest = max(self._frames)
-            if latest % self.stride:
-                del self._frames[latest]
-        self._frames[epoch] = frame
-        self._thin()
+        self.stride = add_frame(self._frames, epoch, self._capture(model), self.stride, self.max_frames)
 
     def _thin(self) -> None:
-        """Double the stride until the frames fit: keep multiples of it, and the latest."""
-        latest = max(self._frames, default=0)
-        while len(self._frames) > self.max_frames:
-            self.stride *= 2
-            for e in [e for e in self._frames if e % self.stride and e != latest]:
-                del self._frames[e]
+        self.stride = thin(self._frames, self.stride, self.max_frames)
 
     def _probe_input(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         key = (device, dtype)
