@@ -21,7 +21,6 @@ from lenet_core.model import ModelConfig, preset
 from lenet_core.runs import Run, RunInfo, fair_order
 from lenet_core.train import TrainConfig
 from lenet_core.worker import train_run
-from synthetic import synthetic_idx
 from waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,11 +35,8 @@ def config(**kw):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    synthetic_idx(root / "mnist", n_train=256, n_test=64)
-    synthetic_idx(root / "fashion-mnist", n_train=256, n_test=64)  # the Train page's default data set
-    return root
+def data_dir(tiny_data_dir):
+    return tiny_data_dir  # conftest's small stand-ins of both data sets
 
 
 def full_disk_after(monkeypatch, writes: int):

@@ -13,17 +13,14 @@ from lenet_core.model import ModelConfig
 from lenet_core.runs import Run, describe_changes
 from lenet_core.train import Callback, Control, TrainConfig, Trainer, build_model
 from lenet_core.worker import FolderControl, train_run
-from synthetic import synthetic_idx
 from waiting import wait_for
 
 SMALL = ModelConfig(activation="relu", pooling="max", conv_channels=(4, 8), dense_widths=(32,))
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    synthetic_idx(root / "mnist", n_train=256, n_test=64)
-    return root
+def data_dir(tiny_data_dir):
+    return tiny_data_dir  # conftest's small stand-ins of both data sets
 
 
 @pytest.fixture(scope="module")

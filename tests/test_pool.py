@@ -11,7 +11,6 @@ from lenet_core.executors import LocalPool
 from lenet_core.model import preset
 from lenet_core.runs import Run
 from lenet_core.train import TrainConfig
-from synthetic import synthetic_idx
 from waiting import wait_for
 
 # Slow enough per step (wide convs) that a run is still training when the test acts on it.
@@ -24,10 +23,8 @@ def config(**kw):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    synthetic_idx(root / "mnist", n_train=256, n_test=64)
-    return root
+def data_dir(tiny_data_dir):
+    return tiny_data_dir  # conftest's small stand-ins of both data sets
 
 
 @pytest.fixture(scope="module")
